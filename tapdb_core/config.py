@@ -1,0 +1,248 @@
+"""Where tapdb finds its database: environments, config files, environment variables.
+
+Resolution (highest first) for a field of environment ``ENV``:
+``TAPDB_<ENV>_<FIELD>``, then the ``PG*`` variable, then the first config file
+found, then the default. ``DATABASE_URL`` overrides everything when set.
+Config file search (first existing wins, never merged): ``TAPDB_CONFIG_PATH``
+alone if set; else with a database name N ``~/.config/tapdb/tapdb-config-N.yaml``,
+``~/.config/tapdb/tapdb-config.yaml``, ``./config/tapdb-config-N.yaml``,
+``./config/tapdb-config.yaml``; without N only the unscoped two. ``.json``
+files are read too; YAML needs PyYAML.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import quote
+
+import attrs
+
+from tapdb_core.errors import ConfigurationError
+
+FIELDS: Final = (
+    "engine_type",
+    "host",
+    "port",
+    "user",
+    "password",
+    "database",
+    "tapdb_user_euid_prefix",
+    "audit_log_euid_prefix",
+    "cognito_user_pool_id",
+)
+_PG_VARS: Final = {
+    "host": "PGHOST",
+    "port": "PGPORT",
+    "user": "PGUSER",
+    "password": "PGPASSWORD",
+    "database": "PGDATABASE",
+}
+_SECRET_FIELDS: Final = frozenset({"password"})
+_ENV_NAME_RE: Final = re.compile(r"^[a-z][a-z0-9_]*$")
+DEFAULT_PORTS: Final = {"dev": 5432, "test": 5433, "prod": 5432}
+
+
+def _default_user() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser() or "postgres"
+    except (KeyError, OSError):
+        return "postgres"
+
+
+@attrs.frozen(kw_only=True)
+class Setting:
+    """One resolved value and where it came from (for ``tapdb info``)."""
+
+    value: str
+    source: str
+
+
+@attrs.frozen(kw_only=True)
+class DatabaseConfig:
+    """Connection settings of one environment."""
+
+    env: str
+    settings: Mapping[str, Setting]
+    config_file: Path | None = None
+    url_override: str | None = None
+
+    def get(self, field: str) -> str:
+        return self.settings[field].value
+
+    @property
+    def host(self) -> str:
+        return self.get("host")
+
+    @property
+    def port(self) -> int:
+        raw = self.get("port")
+        try:
+            return int(raw)
+        except ValueError:
+            source = self.settings["port"].source
+            raise ConfigurationError(f"port {raw!r} from {source} is not a number") from None
+
+    @property
+    def database(self) -> str:
+        return self.get("database")
+
+    @property
+    def user(self) -> str:
+        return self.get("user")
+
+    @property
+    def password(self) -> str:
+        return self.get("password")
+
+    def url(self, database: str | None = None, driver: str = "postgresql+psycopg") -> str:
+        """SQLAlchemy URL; ``DATABASE_URL`` wins when set."""
+        if self.url_override and database is None:
+            return normalise_url(self.url_override, driver)
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        host = self.host
+        if host.startswith("/"):
+            # unix socket directory: libpq takes it as the host query parameter
+            return f"{driver}://{auth}@/{quote(database or self.database, safe='')}?host={quote(host)}&port={self.port}"
+        return f"{driver}://{auth}@{host}:{self.port}/{quote(database or self.database, safe='')}"
+
+    def masked(self) -> dict[str, dict[str, str]]:
+        """Settings for display, secrets masked."""
+        out: dict[str, dict[str, str]] = {}
+        for name, setting in self.settings.items():
+            shown = "****" if name in _SECRET_FIELDS and setting.value else setting.value
+            out[name] = {"value": shown, "source": setting.source}
+        return out
+
+
+def normalise_url(url: str, driver: str = "postgresql+psycopg") -> str:
+    """Accept ``postgres://`` and ``postgresql://`` URLs; use the psycopg 3 driver."""
+    for scheme in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return driver + "://" + url[len(scheme):]
+    raise ConfigurationError(
+        f"DATABASE_URL must start with postgresql:// (or postgres://), got {url.split(':', 1)[0]!r}"
+    )
+
+
+def active_env(env: str | None = None) -> str:
+    name = env or os.environ.get("TAPDB_ENV") or "dev"
+    if not _ENV_NAME_RE.match(name):
+        raise ConfigurationError(
+            f"invalid environment name {name!r}: use lowercase letters, digits and _ (e.g. dev, test, prod)"
+        )
+    return name
+
+
+def config_search_path(database_name: str | None = None) -> list[Path]:
+    explicit = os.environ.get("TAPDB_CONFIG_PATH")
+    if explicit:
+        return [Path(explicit).expanduser()]
+    name = database_name or os.environ.get("TAPDB_DATABASE_NAME") or None
+    user_dir = Path("~/.config/tapdb").expanduser()
+    repo_dir = Path("config")
+    paths: list[Path] = []
+    for directory in (user_dir, repo_dir):
+        if name:
+            paths.append(directory / f"tapdb-config-{name}.yaml")
+        paths.append(directory / "tapdb-config.yaml")
+    return [p for q in paths for p in (q, q.with_suffix(".json"))]
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    if path.suffix in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise ConfigurationError(
+                f"config file {path} is YAML but PyYAML is not installed: "
+                'pip install "tapdb-core[yaml]" (or use a .json config file)'
+            ) from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"config file {path} is not valid YAML: {exc}") from None
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(
+                f"config file {path} is not valid JSON: line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"config file {path} must hold a mapping of environments")
+    return data
+
+
+def _env_section(data: Mapping[str, Any], env: str, path: Path) -> dict[str, Any]:
+    envs = data.get("environments", data)
+    if not isinstance(envs, Mapping):
+        raise ConfigurationError(f"config file {path}: 'environments' must be a mapping")
+    section = envs.get(env, {})
+    if not isinstance(section, Mapping):
+        raise ConfigurationError(f"config file {path}: environment {env!r} must be a mapping")
+    return {str(k): v for k, v in section.items()}
+
+
+def load_config(
+    env: str | None = None,
+    *,
+    database_name: str | None = None,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DatabaseConfig:
+    """Resolve the settings of one environment."""
+    environ = os.environ if environ is None else environ
+    env = active_env(env)
+    path: Path | None = None
+    if config_file is not None:
+        path = Path(config_file).expanduser()
+        if not path.exists():
+            raise ConfigurationError(f"config file {path} does not exist")
+    else:
+        path = next((p for p in config_search_path(database_name) if p.exists()), None)
+    section = _env_section(read_config_file(path), env, path) if path else {}
+
+    defaults = {
+        "engine_type": "local",
+        "host": "localhost",
+        "port": str(DEFAULT_PORTS.get(env, 5432)),
+        "user": _default_user(),
+        "password": "",
+        "database": f"tapdb_{env}",
+        "tapdb_user_euid_prefix": "",
+        "audit_log_euid_prefix": "",
+        "cognito_user_pool_id": "",
+    }
+    settings: dict[str, Setting] = {}
+    for field in FIELDS:
+        specific = f"TAPDB_{env.upper()}_{field.upper()}"
+        pg_var = _PG_VARS.get(field)
+        if environ.get(specific):
+            settings[field] = Setting(value=environ[specific], source=f"${specific}")
+        elif pg_var and environ.get(pg_var):
+            settings[field] = Setting(value=environ[pg_var], source=f"${pg_var}")
+        elif field in section and section[field] is not None:
+            settings[field] = Setting(value=str(section[field]), source=str(path))
+        else:
+            settings[field] = Setting(value=defaults[field], source="default")
+    url_override = environ.get("DATABASE_URL") or None
+    return DatabaseConfig(env=env, settings=settings, config_file=path, url_override=url_override)
+
+
+def resolve_database_url(env: str | None = None, **kwargs: Any) -> str:
+    """The SQLAlchemy URL of the active (or given) environment."""
+    return load_config(env, **kwargs).url()

@@ -1,0 +1,59 @@
+"""Run the Alembic migrations shipped with the package (no alembic.ini needed)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import ProgrammingError
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from tapdb_core.resources import alembic_dir
+
+
+def alembic_config(url: str | None = None, connection: Connection | None = None) -> Config:
+    """An Alembic ``Config`` pointing at the packaged revisions."""
+    config = Config()
+    config.set_main_option("script_location", str(alembic_dir()))
+    if url is not None:
+        config.cmd_opts = None
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+        # env.py reads -x url=...; emulate it for programmatic calls
+        config.attributes["url"] = url
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"expected a single Alembic head, found {heads}")
+    return heads[0]
+
+
+def upgrade(connection: Connection, revision: str = "head", sql: bool = False) -> None:
+    """Migrate the database of ``connection`` to ``revision`` inside its transaction."""
+    command.upgrade(alembic_config(connection=connection), revision, sql=sql)
+
+
+def downgrade(connection: Connection, revision: str = "base") -> None:
+    command.downgrade(alembic_config(connection=connection), revision)
+
+
+def current_revision(bind: Connection | Engine) -> str | None:
+    """The revision recorded in ``alembic_version``, or None for an unmigrated database."""
+
+    def read(conn: Connection) -> str | None:
+        exists = conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+        if not exists:
+            return None
+        try:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except ProgrammingError:
+            return None
+
+    if isinstance(bind, Engine):
+        with bind.connect() as conn:
+            return read(conn)
+    return read(bind)
