@@ -8,9 +8,9 @@ The database URL comes from, in order: an open connection handed over in
 
 from __future__ import annotations
 
-from alembic import context
 from sqlalchemy import Connection, create_engine, pool
 
+from alembic import context
 from tapdb_core.config import resolve_database_url
 from tapdb_core.tables import metadata
 
@@ -28,8 +28,9 @@ def _url() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      transaction_per_migration=False)
+    context.configure(
+        connection=connection, target_metadata=target_metadata, transaction_per_migration=False
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -124,9 +124,14 @@ class DatabaseConfig:
 
 def normalise_url(url: str, driver: str = "postgresql+psycopg") -> str:
     """Accept ``postgres://`` and ``postgresql://`` URLs; use the psycopg 3 driver."""
-    for scheme in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):
+    for scheme in (
+        "postgresql+psycopg://",
+        "postgresql+psycopg2://",
+        "postgresql://",
+        "postgres://",
+    ):
         if url.startswith(scheme):
-            return driver + "://" + url[len(scheme):]
+            return driver + "://" + url[len(scheme) :]
     raise ConfigurationError(
         f"DATABASE_URL must start with postgresql:// (or postgres://), got {url.split(':', 1)[0]!r}"
     )

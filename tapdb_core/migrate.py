@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import ProgrammingError
 
 from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from tapdb_core.resources import alembic_dir
 
 

@@ -13,9 +13,9 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Computed,
-    ForeignKeyConstraint,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     MetaData,
@@ -25,6 +25,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import ischema_names
 from sqlalchemy.types import UserDefinedType
 
 
@@ -36,6 +37,9 @@ class Xid8(UserDefinedType[int]):
     def get_col_spec(self, **kw: object) -> str:
         return "XID8"
 
+
+# let reflection (the drift test, alembic autogenerate) recognise the type
+ischema_names.setdefault("xid8", Xid8)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -66,7 +66,9 @@ def test_supplied_euid_is_refused_and_supplied_sequence_moves_the_sequence(engin
         tpl = add_template(conn, "p", "CX")
     with pytest.raises(ProgrammingError, match="generated column"), engine.begin() as conn:
         conn.execute(
-            text("INSERT INTO generic_instance (name, template_uuid, euid) VALUES ('x', :t, 'CX-19')"),
+            text(
+                "INSERT INTO generic_instance (name, template_uuid, euid) VALUES ('x', :t, 'CX-19')"
+            ),
             {"t": tpl},
         )
     with engine.begin() as conn:
@@ -88,7 +90,9 @@ def test_instance_prefix_must_be_the_templates(engine: Engine) -> None:
         add_template(conn, "q", "MX")
     with pytest.raises(IntegrityError, match="instance_prefix"), engine.begin() as conn:
         conn.execute(
-            text("INSERT INTO generic_instance (name, template_uuid, euid_prefix) VALUES ('x', :t, 'MX')"),
+            text(
+                "INSERT INTO generic_instance (name, template_uuid, euid_prefix) VALUES ('x', :t, 'MX')"
+            ),
             {"t": tpl},
         )
 
@@ -124,9 +128,13 @@ def test_audit_rows_with_changed_by_and_no_noise(engine: Engine) -> None:
             text("UPDATE generic_instance SET bstatus = 'ready', name = name WHERE uuid = :u"),
             {"u": uuid},
         )
-        conn.execute(text("UPDATE generic_instance SET bstatus = 'ready' WHERE uuid = :u"), {"u": uuid})
+        conn.execute(
+            text("UPDATE generic_instance SET bstatus = 'ready' WHERE uuid = :u"), {"u": uuid}
+        )
     with engine.begin() as conn:
-        conn.execute(text("UPDATE generic_instance SET name = 'renamed' WHERE uuid = :u"), {"u": uuid})
+        conn.execute(
+            text("UPDATE generic_instance SET name = 'renamed' WHERE uuid = :u"), {"u": uuid}
+        )
         rows = conn.execute(
             text(
                 "SELECT operation_type, column_name, old_value, new_value, changed_by"
@@ -171,7 +179,9 @@ def test_delete_is_soft_with_full_old_record_audited(engine: Engine) -> None:
         conn.execute(text("DELETE FROM generic_instance_lineage WHERE euid = :e"), {"e": edge})
         conn.execute(text("DELETE FROM generic_template WHERE uuid = :u"), {"u": tpl})
     with engine.begin() as conn:
-        conn.execute(text("DELETE FROM generic_instance WHERE uuid = :u"), {"u": a})  # again: no new rows
+        conn.execute(
+            text("DELETE FROM generic_instance WHERE uuid = :u"), {"u": a}
+        )  # again: no new rows
         flags = conn.execute(
             text(
                 "SELECT (SELECT is_deleted FROM generic_instance WHERE uuid = :a),"
@@ -240,7 +250,8 @@ def test_undeleting_an_edge_that_closes_a_cycle_is_refused(engine: Engine) -> No
         link(conn, a, b)
     with pytest.raises(DBAPIError, match="cycle"), engine.begin() as conn:
         conn.execute(
-            text("UPDATE generic_instance_lineage SET is_deleted = false WHERE euid = :e"), {"e": back}
+            text("UPDATE generic_instance_lineage SET is_deleted = false WHERE euid = :e"),
+            {"e": back},
         )
 
 
@@ -306,13 +317,17 @@ def test_new_children_under_new_parent_do_not_wait_for_the_cycle_lock(engine: En
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL lock_timeout = '2s'"))
             plate, _ = add_instance(conn, tpl, "plate")
-            wells = conn.execute(
-                text(
-                    "INSERT INTO generic_instance (name, template_uuid)"
-                    " SELECT 'w' || g, :t FROM generate_series(1, 96) g RETURNING uuid"
-                ),
-                {"t": tpl},
-            ).scalars().all()
+            wells = (
+                conn.execute(
+                    text(
+                        "INSERT INTO generic_instance (name, template_uuid)"
+                        " SELECT 'w' || g, :t FROM generate_series(1, 96) g RETURNING uuid"
+                    ),
+                    {"t": tpl},
+                )
+                .scalars()
+                .all()
+            )
             conn.execute(
                 text(
                     "INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid)"
@@ -370,19 +385,29 @@ def test_live_singleton_and_live_edge_uniqueness(engine: Engine) -> None:
     with engine.begin() as conn:
         tpl = add_template(conn, "single", "CX", singleton=True)
         conn.execute(
-            text("INSERT INTO generic_instance (name, template_uuid, is_singleton) VALUES ('s', :t, true)"),
+            text(
+                "INSERT INTO generic_instance (name, template_uuid, is_singleton) VALUES ('s', :t, true)"
+            ),
             {"t": tpl},
         )
-    with pytest.raises(IntegrityError, match="uq_generic_instance_live_singleton"), engine.begin() as conn:
+    with (
+        pytest.raises(IntegrityError, match="uq_generic_instance_live_singleton"),
+        engine.begin() as conn,
+    ):
         conn.execute(
-            text("INSERT INTO generic_instance (name, template_uuid, is_singleton) VALUES ('s', :t, true)"),
+            text(
+                "INSERT INTO generic_instance (name, template_uuid, is_singleton) VALUES ('s', :t, true)"
+            ),
             {"t": tpl},
         )
     with engine.begin() as conn:
         a, _ = add_instance(conn, tpl, "a")
         b, _ = add_instance(conn, tpl, "b")
         edge = link(conn, a, b)
-    with pytest.raises(IntegrityError, match="uq_generic_instance_lineage_live_edge"), engine.begin() as conn:
+    with (
+        pytest.raises(IntegrityError, match="uq_generic_instance_lineage_live_edge"),
+        engine.begin() as conn,
+    ):
         link(conn, a, b)
     with engine.begin() as conn:
         conn.execute(text("DELETE FROM generic_instance_lineage WHERE euid = :e"), {"e": edge})

@@ -1,0 +1,1 @@
+"""The ``tapdb`` command line (argparse, standard library only)."""

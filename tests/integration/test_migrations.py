@@ -1,0 +1,126 @@
+"""Alembic owns the schema: one head, clean round trips, no drift from tables.py."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
+
+from tapdb_core import migrate
+from tapdb_core.tables import metadata
+
+REPO = Path(__file__).resolve().parents[2]
+
+CATALOG_SNAPSHOT = """
+SELECT 'rel:' || c.relkind::text || ':' || c.relname FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'public'
+UNION ALL
+SELECT 'fn:' || p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+ WHERE n.nspname = 'public'
+UNION ALL
+SELECT 'trg:' || t.tgname::text FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+  JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND NOT t.tgisinternal
+UNION ALL
+SELECT 'type:' || t.typname::text FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+ WHERE n.nspname = 'public'
+ORDER BY 1
+"""
+
+
+def _snapshot(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(text(CATALOG_SNAPSHOT)).scalars())
+
+
+def test_single_head() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert len(script.get_heads()) == 1
+    assert migrate.head_revision() == script.get_current_head()
+
+
+def test_upgrade_downgrade_upgrade_leaves_nothing_behind(empty_db_url: URL) -> None:
+    engine = create_engine(empty_db_url)
+    try:
+        empty = _snapshot(engine)
+        with engine.begin() as conn:
+            migrate.upgrade(conn)
+            # dynamic objects too: a template with a new prefix creates a sequence
+            conn.execute(
+                text(
+                    "INSERT INTO generic_template (name, category, type, subtype, version,"
+                    " instance_prefix) VALUES ('t', 'a', 'b', 'c', '1', 'QX')"
+                )
+            )
+            conn.execute(text("SELECT tapdb_set_meridian_domain('R')"))
+        migrated = _snapshot(engine)
+        assert "rel:S:tapdb_euid_seq_qx" in migrated
+        assert "fn:tapdb_euid_format" in migrated
+        with engine.begin() as conn:
+            migrate.downgrade(conn, "base")
+        after_down = [s for s in _snapshot(engine) if "alembic_version" not in s]
+        assert after_down == empty
+        with engine.begin() as conn:
+            migrate.upgrade(conn)
+            assert migrate.current_revision(conn) == migrate.head_revision()
+        remigrated = _snapshot(engine)
+        assert remigrated == [s for s in migrated if s != "rel:S:tapdb_euid_seq_qx"]
+    finally:
+        engine.dispose()
+
+
+def test_tables_module_matches_migrated_schema(engine: Engine) -> None:
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": False}
+        )
+        diff = compare_metadata(context, metadata)
+    diff = [d for d in diff if not (isinstance(d, tuple) and "alembic_version" in str(d))]
+    assert diff == []
+
+
+def test_alembic_cli_from_repo_root_uses_x_url_then_database_url(empty_db_url: URL) -> None:
+    url = empty_db_url.render_as_string(hide_password=False)
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    alembic = [sys.executable, "-m", "alembic"]
+    done = subprocess.run(
+        [*alembic, "-x", f"url={url}", "upgrade", "head"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [*alembic, "current"],
+        cwd=REPO,
+        env={**env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert migrate.head_revision() in done.stdout
+    done = subprocess.run(
+        [*alembic, "downgrade", "base"],
+        cwd=REPO,
+        env={**env, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    engine = create_engine(empty_db_url)
+    try:
+        with engine.connect() as conn:
+            assert migrate.current_revision(conn) is None
+    finally:
+        engine.dispose()
