@@ -1,0 +1,458 @@
+"""Instances: create (with the whole child tree, set-based), bulk create, find, change.
+
+Creating is planned in Python first (``tapdb_core.planning``: properties,
+actions, layouts, names, JSON Schema) and then written in three round trips
+whatever the size of the tree: draw every EUID sequence value at once, insert
+every instance in one ``INSERT ... SELECT``, insert every edge in one more.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import islice
+from typing import Any
+
+import attrs
+from sqlalchemy import Connection, Row, bindparam, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
+
+from tapdb_core import euid as euids
+from tapdb_core.codes import TemplateCode
+from tapdb_core.dberrors import translated
+from tapdb_core.errors import (
+    ConflictError,
+    InstanceNotFoundError,
+    ValidationError,
+    Violation,
+)
+from tapdb_core.planning import InstancePlan, deep_merge, plan_instance, validate_json_addl
+from tapdb_core.tables import generic_instance as gi
+from tapdb_core.templates import get_template, templates_by_uuid
+from tapdb_core.values import Instance, Lineage, Template
+
+_DRAW_SEQUENCES = text(
+    """
+    SELECT u.ord, nextval(tapdb_euid_sequence_name(u.prefix)::regclass) AS seq,
+           tapdb_meridian_domain() AS domain
+      FROM unnest(CAST(:prefixes AS text[])) WITH ORDINALITY AS u(prefix, ord)
+     ORDER BY u.ord
+    """
+)
+
+_INSERT_INSTANCES = text(
+    """
+    INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
+                                  type, subtype, version, template_uuid, json_addl, bstatus,
+                                  is_singleton)
+    SELECT r.euid_prefix, r.euid_seq, r.name, r.polymorphic_discriminator, r.category, r.type,
+           r.subtype, r.version, r.template_uuid, r.json_addl, r.bstatus, r.is_singleton
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
+               euid_prefix text, euid_seq bigint, name text, polymorphic_discriminator text,
+               category text, type text, subtype text, version text, template_uuid bigint,
+               json_addl jsonb, bstatus text, is_singleton boolean)
+    RETURNING *
+    """
+)
+
+# Bulk rows draw their sequence values inside the statement: no EUID is
+# needed in Python before the insert.
+_INSERT_BULK = text(
+    """
+    INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
+                                  type, subtype, version, template_uuid, json_addl, bstatus,
+                                  is_singleton)
+    SELECT :prefix, nextval(CAST(:sequence AS regclass)), r.name, :discriminator, :category, :type,
+           :subtype, :version, :template_uuid, r.json_addl, :bstatus, :is_singleton
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(name text, json_addl jsonb, ord)
+     ORDER BY r.ord
+    """
+)
+
+_INSERT_EDGES = text(
+    """
+    INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid, relationship_type,
+                                          name, parent_type, child_type, json_addl)
+    SELECT e.parent_uuid, e.child_uuid, e.relationship_type, e.name, e.parent_type, e.child_type,
+           coalesce(e.json_addl, '{}'::jsonb)
+      FROM jsonb_to_recordset(CAST(:edges AS jsonb)) AS e(
+               parent_uuid bigint, child_uuid bigint, relationship_type text, name text,
+               parent_type text, child_type text, json_addl jsonb)
+    RETURNING *
+    """
+)
+
+
+@attrs.frozen(kw_only=True)
+class CreatedTree:
+    """What :func:`create_tree` wrote: the root, every instance (root first), every edge."""
+
+    root: Instance
+    instances: tuple[Instance, ...]
+    lineages: tuple[Lineage, ...]
+
+
+def _resolver(conn: Connection) -> Any:
+    memo: dict[str, Template] = {}
+
+    def resolve(code: str) -> Template:
+        if code not in memo:
+            memo[code] = get_template(conn, code)
+        return memo[code]
+
+    return resolve
+
+
+def plan(
+    conn: Connection,
+    template_code: str,
+    name: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    create_children: bool = True,
+) -> InstancePlan:
+    """The plan :func:`create` would write (pure apart from template lookups)."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(
+            "instance name must be a non-empty string",
+            [Violation(path="/name", message=repr(name))],
+        )
+    return plan_instance(
+        _resolver(conn), template_code, name, properties, create_children=create_children
+    )
+
+
+def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
+    """Write a plan set-based: three statements whatever its size."""
+    nodes = planned.nodes
+    prefixes = [n.template.instance_prefix for n in nodes]
+    drawn = conn.execute(_DRAW_SEQUENCES, {"prefixes": prefixes}).all()
+    domain = drawn[0].domain if drawn else None
+    seqs = [int(r.seq) for r in drawn]
+    node_euids = [euids.encode(p, s, domain=domain) for p, s in zip(prefixes, seqs, strict=True)]
+    names: list[str] = []
+    for node in nodes:
+        if node.parent_index is None:
+            names.append(node.render_name(None))
+        else:
+            parent = node.parent_index
+            names.append(node.render_name(node_euids[parent], names[parent]))
+    rows = [
+        {
+            "euid_prefix": n.template.instance_prefix,
+            "euid_seq": seqs[i],
+            "name": names[i],
+            "polymorphic_discriminator": n.polymorphic_discriminator,
+            "category": n.template.category,
+            "type": n.template.type,
+            "subtype": n.template.subtype,
+            "version": n.template.version,
+            "template_uuid": n.template.uuid,
+            "json_addl": n.json_addl,
+            "bstatus": n.bstatus,
+            "is_singleton": n.is_singleton,
+        }
+        for i, n in enumerate(nodes)
+    ]
+    with translated():
+        inserted = conn.execute(_INSERT_INSTANCES, {"rows": json.dumps(rows)}).all()
+    by_euid = {r.euid: Instance.from_row(r) for r in inserted}
+    instances = tuple(by_euid[e] for e in node_euids)
+    lineages: tuple[Lineage, ...] = ()
+    if planned.edges:
+        edges = [
+            {
+                "parent_uuid": instances[e.parent_index].uuid,
+                "child_uuid": instances[e.child_index].uuid,
+                "relationship_type": e.relationship_type,
+                "name": f"{node_euids[e.parent_index]}->{node_euids[e.child_index]}",
+                "parent_type": instances[e.parent_index].polymorphic_discriminator,
+                "child_type": instances[e.child_index].polymorphic_discriminator,
+            }
+            for e in planned.edges
+        ]
+        with translated():
+            lineages = tuple(
+                Lineage.from_row(r)
+                for r in conn.execute(_INSERT_EDGES, {"edges": json.dumps(edges)})
+            )
+    return CreatedTree(root=instances[0], instances=instances, lineages=lineages)
+
+
+def create_tree(
+    conn: Connection,
+    template_code: str,
+    name: str,
+    properties: Mapping[str, Any] | None = None,
+    *,
+    create_children: bool = True,
+) -> CreatedTree:
+    """Create an instance and, from its template's layouts, its whole child tree."""
+    return write_plan(
+        conn, plan(conn, template_code, name, properties, create_children=create_children)
+    )
+
+
+def create(
+    conn: Connection,
+    template_code: str,
+    name: str,
+    properties: Mapping[str, Any] | None = None,
+    create_children: bool = True,
+) -> Instance:
+    """Create an instance (and its children); returns the root instance."""
+    return create_tree(conn, template_code, name, properties, create_children=create_children).root
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def create_many(
+    conn: Connection,
+    template_code: str,
+    rows: Iterable[tuple[str, Mapping[str, Any] | None] | str],
+    *,
+    batch_size: int = 5000,
+) -> int:
+    """Create many instances of one template, streamed in batches; returns how many.
+
+    Each row is a name or ``(name, properties)``. Properties merge over the
+    template's like :func:`create`, and are validated against its JSON Schema
+    before each batch is written. Layout children are not created (use
+    :func:`create` per object for trees); memory stays flat for any number of rows.
+    """
+    template = get_template(conn, template_code)
+    base = plan_instance(
+        _resolver(conn), template.template_code, "bulk", create_children=False
+    ).root
+    base_addl = base.json_addl
+    total = 0
+    params = {
+        "prefix": template.instance_prefix,
+        "sequence": f"tapdb_euid_seq_{template.instance_prefix.lower()}",
+        "discriminator": template.instance_discriminator,
+        "category": template.category,
+        "type": template.type,
+        "subtype": template.subtype,
+        "version": template.version,
+        "template_uuid": template.uuid,
+        "bstatus": base.bstatus,
+        "is_singleton": template.is_singleton,
+    }
+    base_json = json.dumps(base_addl)
+    for batch in _batches(rows, batch_size):
+        payload = []
+        for offset, row in enumerate(batch):
+            name, props = (row, None) if isinstance(row, str) else row
+            if not isinstance(name, str) or not name.strip():
+                raise ValidationError(
+                    "bulk row has no name",
+                    [Violation(path=f"/{total + offset}/name", message=repr(name))],
+                )
+            addl = json.loads(base_json)
+            if props:
+                addl["properties"].update(props)
+            if template.json_addl_schema:
+                validate_json_addl(template, addl, where=f"bulk row {total + offset} ({name!r})")
+            payload.append({"name": name, "json_addl": addl})
+        with translated():
+            conn.execute(_INSERT_BULK, {**params, "rows": json.dumps(payload)})
+        total += len(batch)
+    return total
+
+
+# -- reading ---------------------------------------------------------------------------
+
+
+def get(conn: Connection, euid: str, *, include_deleted: bool = False) -> Instance:
+    """The instance with this EUID."""
+    euids.parse(euid)
+    query = select(gi).where(gi.c.euid == euid)
+    if not include_deleted:
+        query = query.where(gi.c.is_deleted.is_(False))
+    row = conn.execute(query).one_or_none()
+    if row is None:
+        raise InstanceNotFoundError(f"instance {euid} not found")
+    return Instance.from_row(row)
+
+
+def find(
+    conn: Connection,
+    *,
+    template_code: str | None = None,
+    category: str | None = None,
+    type: str | None = None,
+    subtype: str | None = None,
+    bstatus: str | None = None,
+    properties: Mapping[str, Any] | None = None,
+    include_deleted: bool = False,
+    limit: int | None = 100,
+    offset: int = 0,
+) -> list[Instance]:
+    """Instances matching every given filter, oldest first.
+
+    ``template_code`` may use ``*`` as version (any version); ``properties`` is
+    JSONB containment on ``json_addl -> properties`` (served by the GIN index).
+    """
+    query = select(gi)
+    if template_code is not None:
+        code = TemplateCode.parse(template_code)
+        query = query.where(
+            gi.c.category == code.category, gi.c.type == code.type, gi.c.subtype == code.subtype
+        )
+        if not code.is_wildcard:
+            query = query.where(gi.c.version == code.version)
+    for column, value in (
+        ("category", category),
+        ("type", type),
+        ("subtype", subtype),
+        ("bstatus", bstatus),
+    ):
+        if value is not None:
+            query = query.where(gi.c[column] == value)
+    if properties:
+        query = query.where(
+            gi.c.json_addl.op("@>")(
+                bindparam("contains", {"properties": dict(properties)}, type_=JSONB)
+            )
+        )
+    if not include_deleted:
+        query = query.where(gi.c.is_deleted.is_(False))
+    query = query.order_by(gi.c.uuid).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return [Instance.from_row(r) for r in conn.execute(query)]
+
+
+def _template_of(conn: Connection, instance: Instance) -> Template:
+    return templates_by_uuid(conn, [instance.template_uuid])[instance.template_uuid]
+
+
+def _locked(conn: Connection, euid: str) -> Row[Any]:
+    row = conn.execute(
+        select(gi).where(gi.c.euid == euid, gi.c.is_deleted.is_(False)).with_for_update()
+    ).one_or_none()
+    if row is None:
+        raise InstanceNotFoundError(f"instance {euid} not found")
+    return row
+
+
+def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]) -> Instance:
+    """Merge ``properties`` into the instance's properties (validated before writing)."""
+    if not isinstance(properties, Mapping):
+        raise ValidationError(
+            "properties must be an object",
+            [Violation(path="/properties", message=type(properties).__name__)],
+        )
+    current = Instance.from_row(_locked(conn, euid))
+    new_addl = deep_merge(current.json_addl, {"properties": dict(properties)})
+    template = _template_of(conn, current)
+    validate_json_addl(template, new_addl, where=f"instance {euid}")
+    row = conn.execute(
+        update(gi).where(gi.c.uuid == current.uuid).values(json_addl=new_addl).returning(*gi.c)
+    ).one()
+    return Instance.from_row(row)
+
+
+def set_status(conn: Connection, euid: str, bstatus: str) -> Instance:
+    if not isinstance(bstatus, str) or not bstatus.strip():
+        raise ValidationError(
+            "status must be a non-empty string", [Violation(path="/bstatus", message=repr(bstatus))]
+        )
+    current = _locked(conn, euid)
+    row = conn.execute(
+        update(gi).where(gi.c.uuid == current.uuid).values(bstatus=bstatus).returning(*gi.c)
+    ).one()
+    return Instance.from_row(row)
+
+
+_CASCADE_TARGETS = text(
+    """
+    WITH RECURSIVE down(uuid) AS (
+        SELECT CAST(:root AS bigint)
+        UNION
+        SELECT l.child_instance_uuid
+          FROM down d
+          CROSS JOIN LATERAL (SELECT c.child_instance_uuid FROM generic_instance_lineage c
+                               WHERE c.parent_instance_uuid = d.uuid AND NOT c.is_deleted
+                                 AND (CAST(:types AS text[]) IS NULL
+                                      OR c.relationship_type = ANY (CAST(:types AS text[])))
+                              OFFSET 0) l
+    )
+    SELECT uuid FROM down
+    """
+)
+
+
+def delete(
+    conn: Connection,
+    euid: str,
+    *,
+    cascade: bool = False,
+    relationship_types: Sequence[str] | None = None,
+) -> list[str]:
+    """Soft-delete an instance (and, with ``cascade``, its descendants along the given
+    relationship types, all types when None). Returns the EUIDs deleted."""
+    root = _locked(conn, euid)
+    uuids = [root.uuid]
+    if cascade:
+        uuids = list(
+            conn.execute(
+                _CASCADE_TARGETS,
+                {
+                    "root": root.uuid,
+                    "types": list(relationship_types) if relationship_types else None,
+                },
+            ).scalars()
+        )
+    deleted = (
+        conn.execute(
+            update(gi)
+            .where(gi.c.uuid.in_(uuids), gi.c.is_deleted.is_(False))
+            .values(is_deleted=True)
+            .returning(gi.c.euid)
+        )
+        .scalars()
+        .all()
+    )
+    return sorted(deleted)
+
+
+def get_or_create_singleton(
+    conn: Connection, template_code: str, name: str, properties: Mapping[str, Any] | None = None
+) -> Instance:
+    """The live instance of a singleton template, created if there is none.
+
+    Safe when callers race: the loser's insert waits on the winner's unique
+    index entry inside a SAVEPOINT, then finds the winner's row.
+    """
+    template = get_template(conn, template_code)
+    if not template.is_singleton:
+        raise ValidationError(
+            f"template {template.template_code} is not a singleton",
+            [Violation(path="/is_singleton", message="false")],
+        )
+
+    def existing() -> Instance | None:
+        row = conn.execute(
+            select(gi)
+            .where(gi.c.template_uuid == template.uuid, gi.c.is_deleted.is_(False))
+            .order_by(gi.c.uuid.desc())
+            .limit(1)
+        ).one_or_none()
+        return None if row is None else Instance.from_row(row)
+
+    found = existing()
+    if found is not None:
+        return found
+    try:
+        with conn.begin_nested():
+            return create(conn, template.template_code, name, properties)
+    except ConflictError:
+        found = existing()
+        if found is None:  # pragma: no cover - the winner rolled back meanwhile
+            raise
+        return found

@@ -1,0 +1,342 @@
+"""Lineage: link and unlink instances, walk the DAG, export a neighbourhood as a graph.
+
+Walks are recursive CTEs whose recursive step is a LATERAL index probe (see
+docs/schema.md for why); deleted edges are never followed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+from sqlalchemy import Connection, select, text, update
+
+from tapdb_core.dberrors import translated
+from tapdb_core.errors import NotFoundError, ValidationError, Violation
+from tapdb_core.instances import get as get_instance
+from tapdb_core.tables import generic_instance as gi
+from tapdb_core.tables import generic_instance_lineage as gl
+from tapdb_core.values import Instance, Lineage
+
+Direction = Literal["descendants", "ancestors"]
+
+
+@attrs.frozen(kw_only=True)
+class Related:
+    """An instance reached by a walk, with how far it is and the edge that reached it."""
+
+    instance: Instance
+    depth: int
+    relationship_type: str
+    via_euid: str
+    """EUID of the edge that reached it at that depth."""
+
+
+def _instance(conn: Connection, value: Instance | str) -> Instance:
+    return value if isinstance(value, Instance) else get_instance(conn, value)
+
+
+def link(
+    conn: Connection,
+    parent: Instance | str,
+    child: Instance | str,
+    relationship_type: str = "generic",
+    json_addl: Mapping[str, Any] | None = None,
+) -> Lineage:
+    """Add the edge parent -> child. Cycles and self-loops raise :class:`CycleError`,
+    a duplicate live edge :class:`ConflictError`."""
+    if not isinstance(relationship_type, str) or not relationship_type.strip():
+        raise ValidationError(
+            "relationship_type must be a non-empty string",
+            [Violation(path="/relationship_type", message=repr(relationship_type))],
+        )
+    p, c = _instance(conn, parent), _instance(conn, child)
+    with translated():
+        row = conn.execute(
+            gl.insert()
+            .values(
+                parent_instance_uuid=p.uuid,
+                child_instance_uuid=c.uuid,
+                relationship_type=relationship_type,
+                name=f"{p.euid}->{c.euid}",
+                parent_type=p.polymorphic_discriminator,
+                child_type=c.polymorphic_discriminator,
+                json_addl=dict(json_addl or {}),
+            )
+            .returning(*gl.c)
+        ).one()
+    return Lineage.from_row(row)
+
+
+def get_lineage(conn: Connection, euid: str) -> Lineage:
+    row = conn.execute(
+        select(gl).where(gl.c.euid == euid, gl.c.is_deleted.is_(False))
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"lineage edge {euid} not found")
+    return Lineage.from_row(row)
+
+
+def unlink(
+    conn: Connection,
+    parent: Instance | str | None = None,
+    child: Instance | str | None = None,
+    relationship_type: str | None = None,
+    *,
+    euid: str | None = None,
+) -> list[str]:
+    """Soft-delete an edge by its EUID, or the live edges parent -> child (of one
+    relationship type, or all). Returns the EUIDs of the edges deleted."""
+    query = update(gl).where(gl.c.is_deleted.is_(False))
+    if euid is not None:
+        query = query.where(gl.c.euid == euid)
+    elif parent is not None and child is not None:
+        p, c = _instance(conn, parent), _instance(conn, child)
+        query = query.where(gl.c.parent_instance_uuid == p.uuid, gl.c.child_instance_uuid == c.uuid)
+        if relationship_type is not None:
+            query = query.where(gl.c.relationship_type == relationship_type)
+    else:
+        raise ValidationError("unlink needs an edge EUID or both parent and child")
+    deleted = list(conn.execute(query.values(is_deleted=True).returning(gl.c.euid)).scalars())
+    if not deleted:
+        raise NotFoundError("no live edge matches")
+    return sorted(deleted)
+
+
+_WALK = {
+    "descendants": ("parent_instance_uuid", "child_instance_uuid"),
+    "ancestors": ("child_instance_uuid", "parent_instance_uuid"),
+}
+
+
+def _walk_sql(direction: Direction) -> str:
+    near, far = _WALK[direction]
+    # Identifiers come from the fixed mapping above, never from input. The
+    # recursion carries only (uuid, depth) under UNION, so a node reached by
+    # several paths of the same length is expanded once; the edge that reached
+    # it is picked afterwards from the level above.
+    return f"""
+    WITH RECURSIVE walk(uuid, depth) AS (
+        SELECT CAST(:root AS bigint), 0
+        UNION
+        SELECT n.{far}, w.depth + 1
+          FROM walk w
+          CROSS JOIN LATERAL (
+                SELECT e.{far} FROM generic_instance_lineage e
+                 WHERE e.{near} = w.uuid AND NOT e.is_deleted
+                   AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[])))
+                OFFSET 0) n
+         WHERE CAST(:max_depth AS int) IS NULL OR w.depth < CAST(:max_depth AS int)
+    ),
+    firsts AS (
+        SELECT uuid, min(depth) AS depth FROM walk GROUP BY uuid
+    )
+    SELECT i.*, f.depth AS walk_depth, v.relationship_type AS walk_relationship_type, v.euid AS walk_via
+      FROM firsts f
+      JOIN generic_instance i ON i.uuid = f.uuid
+      CROSS JOIN LATERAL (
+            SELECT e.relationship_type, e.euid
+              FROM generic_instance_lineage e
+              JOIN firsts up ON up.uuid = e.{near} AND up.depth = f.depth - 1
+             WHERE e.{far} = f.uuid AND NOT e.is_deleted
+               AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[])))
+             ORDER BY e.uuid LIMIT 1) v
+     WHERE f.depth > 0 AND NOT i.is_deleted
+     ORDER BY f.depth, i.uuid
+    """
+
+
+def _walk(
+    conn: Connection,
+    start: Instance | str,
+    direction: Direction,
+    max_depth: int | None,
+    relationship_types: Sequence[str] | None,
+) -> list[Related]:
+    if max_depth is not None and max_depth < 1:
+        raise ValidationError(
+            "max_depth must be >= 1", [Violation(path="/max_depth", message=str(max_depth))]
+        )
+    root = _instance(conn, start)
+    rows = conn.execute(
+        text(_walk_sql(direction)),
+        {
+            "root": root.uuid,
+            "types": list(relationship_types) if relationship_types else None,
+            "max_depth": max_depth,
+        },
+    )
+    return [
+        Related(
+            instance=Instance.from_row(r),
+            depth=r.walk_depth,
+            relationship_type=r.walk_relationship_type,
+            via_euid=r.walk_via,
+        )
+        for r in rows
+    ]
+
+
+def descendants(
+    conn: Connection,
+    start: Instance | str,
+    *,
+    max_depth: int | None = None,
+    relationship_types: Sequence[str] | None = None,
+) -> list[Related]:
+    """Everything below ``start`` (each once, at its shortest depth), nearest first."""
+    return _walk(conn, start, "descendants", max_depth, relationship_types)
+
+
+def ancestors(
+    conn: Connection,
+    start: Instance | str,
+    *,
+    max_depth: int | None = None,
+    relationship_types: Sequence[str] | None = None,
+) -> list[Related]:
+    """Everything above ``start`` (each once, at its shortest depth), nearest first."""
+    return _walk(conn, start, "ancestors", max_depth, relationship_types)
+
+
+def children(
+    conn: Connection, parent: Instance | str, relationship_type: str | None = None
+) -> list[Related]:
+    return descendants(
+        conn,
+        parent,
+        max_depth=1,
+        relationship_types=[relationship_type] if relationship_type else None,
+    )
+
+
+def parents(
+    conn: Connection, child: Instance | str, relationship_type: str | None = None
+) -> list[Related]:
+    return ancestors(
+        conn,
+        child,
+        max_depth=1,
+        relationship_types=[relationship_type] if relationship_type else None,
+    )
+
+
+def path(
+    conn: Connection, source: Instance | str, target: Instance | str, *, max_length: int = 50
+) -> list[Instance]:
+    """A shortest downward path source -> ... -> target (both included), [] if none.
+
+    Breadth-first, one set-based query per level, each node visited once.
+    """
+    a, b = _instance(conn, source), _instance(conn, target)
+    if a.uuid == b.uuid:
+        return [a]
+    came_from: dict[int, int] = {a.uuid: a.uuid}
+    frontier = [a.uuid]
+    for _ in range(max_length):
+        if not frontier or b.uuid in came_from:
+            break
+        rows = conn.execute(
+            select(gl.c.parent_instance_uuid, gl.c.child_instance_uuid).where(
+                gl.c.parent_instance_uuid.in_(frontier), gl.c.is_deleted.is_(False)
+            )
+        ).all()
+        frontier = []
+        for parent_uuid, child_uuid in rows:
+            if child_uuid not in came_from:
+                came_from[child_uuid] = parent_uuid
+                frontier.append(child_uuid)
+    if b.uuid not in came_from:
+        return []
+    chain = [b.uuid]
+    while chain[-1] != a.uuid:
+        chain.append(came_from[chain[-1]])
+    chain.reverse()
+    found = {
+        r.uuid: Instance.from_row(r) for r in conn.execute(select(gi).where(gi.c.uuid.in_(chain)))
+    }
+    return [found[u] for u in chain]
+
+
+@attrs.frozen(kw_only=True)
+class Graph:
+    """A neighbourhood of the lineage DAG."""
+
+    nodes: tuple[Instance, ...]
+    edges: tuple[Lineage, ...]
+
+    def to_cytoscape(self) -> dict[str, list[dict[str, Any]]]:
+        """Cytoscape.js elements: ``{"nodes": [{"data": ...}], "edges": [{"data": ...}]}``."""
+        by_uuid = {n.uuid: n for n in self.nodes}
+        return {
+            "nodes": [
+                {
+                    "data": {
+                        "id": n.euid,
+                        "label": n.name,
+                        "type": n.polymorphic_discriminator,
+                        "template": n.template_code,
+                        "status": n.bstatus,
+                    }
+                }
+                for n in self.nodes
+            ],
+            "edges": [
+                {
+                    "data": {
+                        "id": e.euid,
+                        "source": by_uuid[e.parent_instance_uuid].euid,
+                        "target": by_uuid[e.child_instance_uuid].euid,
+                        "label": e.relationship_type,
+                    }
+                }
+                for e in self.edges
+            ],
+        }
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text (strings escaped, so any name is safe)."""
+        by_uuid = {n.uuid: n for n in self.nodes}
+
+        def q(value: str) -> str:
+            return json.dumps(value)  # a JSON string is a valid DOT quoted string
+
+        lines = ["digraph lineage {", "  rankdir=TB;", "  node [shape=box];"]
+        for n in self.nodes:
+            label = q(n.euid + "\n" + n.name)
+            lines.append(f"  {q(n.euid)} [label={label}];")
+        for e in self.edges:
+            parent, child = (
+                by_uuid[e.parent_instance_uuid].euid,
+                by_uuid[e.child_instance_uuid].euid,
+            )
+            lines.append(f"  {q(parent)} -> {q(child)} [label={q(e.relationship_type)}];")
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+
+def graph(conn: Connection, center: Instance | str, *, depth: int = 2) -> Graph:
+    """The instances within ``depth`` steps above and below ``center``, and the live
+    edges between them."""
+    root = _instance(conn, center)
+    members = {root.uuid: root}
+    for related in descendants(conn, root, max_depth=depth) + ancestors(
+        conn, root, max_depth=depth
+    ):
+        members[related.instance.uuid] = related.instance
+    ids = list(members)
+    edges = [
+        Lineage.from_row(r)
+        for r in conn.execute(
+            select(gl)
+            .where(
+                gl.c.parent_instance_uuid.in_(ids),
+                gl.c.child_instance_uuid.in_(ids),
+                gl.c.is_deleted.is_(False),
+            )
+            .order_by(gl.c.uuid)
+        )
+    ]
+    return Graph(nodes=tuple(members[u] for u in sorted(members)), edges=tuple(edges))

@@ -1,0 +1,289 @@
+"""Templates: look up by code or EUID, list, upsert (used by seeding), soft delete.
+
+The cache never hands out a stale template after a change made through this
+module: writes clear it, and reads inside a transaction that wrote templates
+bypass it (that transaction may still roll back).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import attrs
+from sqlalchemy import Connection, and_, func, select, update
+
+from tapdb_core import euid as euids
+from tapdb_core.codes import TemplateCode, version_sort_key
+from tapdb_core.dberrors import translated
+from tapdb_core.errors import TemplateNotFoundError, ValidationError, Violation
+from tapdb_core.tables import generic_template as t
+from tapdb_core.values import Template
+
+_lock = threading.Lock()
+_cache: dict[tuple[str, str], Template] = {}
+_WRITE_MARK = "tapdb_templates_written_in"
+
+
+def clear_cache() -> None:
+    """Forget every cached template."""
+    with _lock:
+        _cache.clear()
+
+
+def _db_key(conn: Connection) -> str:
+    return conn.engine.url.render_as_string(hide_password=True)
+
+
+def _cache_usable(conn: Connection) -> bool:
+    return conn.info.get(_WRITE_MARK) is not conn.get_transaction()
+
+
+def _mark_written(conn: Connection) -> None:
+    conn.info[_WRITE_MARK] = conn.get_transaction()
+    clear_cache()
+
+
+def _remember(conn: Connection, key: str, template: Template) -> Template:
+    if _cache_usable(conn):
+        with _lock:
+            _cache[(_db_key(conn), key)] = template
+    return template
+
+
+def _cached(conn: Connection, key: str) -> Template | None:
+    if not _cache_usable(conn):
+        return None
+    with _lock:
+        return _cache.get((_db_key(conn), key))
+
+
+def _live(include_deleted: bool) -> Any:
+    return True if include_deleted else t.c.is_deleted.is_(False)
+
+
+def get_template(conn: Connection, code: str | TemplateCode) -> Template:
+    """The live template with this code; ``*`` as version means the newest live version."""
+    parsed = TemplateCode.parse(code) if isinstance(code, str) else code
+    key = f"code:{parsed}"
+    hit = _cached(conn, key)
+    if hit is not None:
+        return hit
+    query = select(t).where(
+        t.c.category == parsed.category,
+        t.c.type == parsed.type,
+        t.c.subtype == parsed.subtype,
+        t.c.is_deleted.is_(False),
+    )
+    if not parsed.is_wildcard:
+        query = query.where(t.c.version == parsed.version)
+    rows = conn.execute(query).all()
+    if not rows:
+        raise TemplateNotFoundError(f"template {code} not found (no live template has this code)")
+    row = max(rows, key=lambda r: version_sort_key(r.version))
+    return _remember(conn, key, Template.from_row(row))
+
+
+def get_template_by_euid(conn: Connection, euid: str) -> Template:
+    euids.parse(euid)  # a malformed EUID is bad input, not "not found"
+    key = f"euid:{euid}"
+    hit = _cached(conn, key)
+    if hit is not None:
+        return hit
+    row = conn.execute(select(t).where(t.c.euid == euid, t.c.is_deleted.is_(False))).one_or_none()
+    if row is None:
+        raise TemplateNotFoundError(f"template {euid} not found")
+    return _remember(conn, key, Template.from_row(row))
+
+
+def resolve_template(conn: Connection, code_or_euid: str) -> Template:
+    """A template by code (``a/b/c/1.0``) or by EUID (``GT-13``)."""
+    if "/" in code_or_euid:
+        return get_template(conn, code_or_euid)
+    return get_template_by_euid(conn, code_or_euid)
+
+
+def list_templates(
+    conn: Connection,
+    *,
+    category: str | None = None,
+    type: str | None = None,
+    subtype: str | None = None,
+    include_deleted: bool = False,
+) -> list[Template]:
+    query = select(t).where(_live(include_deleted))
+    for column, value in (("category", category), ("type", type), ("subtype", subtype)):
+        if value is not None:
+            query = query.where(t.c[column] == value)
+    query = query.order_by(t.c.category, t.c.type, t.c.subtype, t.c.version)
+    return [Template.from_row(r) for r in conn.execute(query)]
+
+
+@attrs.frozen(kw_only=True)
+class TemplateSpec:
+    """What a pack (or a caller) says a template should be."""
+
+    name: str
+    polymorphic_discriminator: str
+    category: str
+    type: str
+    subtype: str
+    version: str
+    instance_prefix: str
+    instance_polymorphic_identity: str | None = None
+    json_addl: dict[str, Any] = attrs.field(factory=dict)
+    json_addl_schema: dict[str, Any] | None = None
+    bstatus: str = "active"
+    is_singleton: bool = False
+
+    @property
+    def code(self) -> TemplateCode:
+        return TemplateCode(
+            category=self.category, type=self.type, subtype=self.subtype, version=self.version
+        )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TemplateSpec:
+        fields = {f.name for f in attrs.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValidationError(
+                "unknown template fields",
+                [Violation(path=f"/{k}", message="not a template field") for k in unknown],
+            )
+        return cls(**dict(data))
+
+
+_MUTABLE = (
+    "name",
+    "polymorphic_discriminator",
+    "instance_prefix",
+    "instance_polymorphic_identity",
+    "json_addl",
+    "json_addl_schema",
+    "bstatus",
+    "is_singleton",
+)
+
+UpsertOutcome = Literal["created", "updated", "unchanged", "skipped"]
+
+
+@attrs.frozen(kw_only=True)
+class UpsertResult:
+    code: str
+    outcome: UpsertOutcome
+    euid: str
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def upsert_templates(
+    conn: Connection,
+    specs: Sequence[TemplateSpec],
+    *,
+    overwrite: bool = True,
+) -> list[UpsertResult]:
+    """Create or update templates keyed by code; unchanged ones are not rewritten.
+
+    ``overwrite=False`` leaves existing templates as they are (``skipped``).
+    Existing EUIDs are kept. A soft-deleted template with the same code is
+    brought back (``updated``).
+    """
+    for spec in specs:
+        euids.check_prefix(spec.instance_prefix)
+    keys = [(s.category, s.type, s.subtype, s.version) for s in specs]
+    existing: dict[tuple[str, str, str, str], Any] = {}
+    if keys:
+        code_cols = (t.c.category, t.c.type, t.c.subtype, t.c.version)
+        rows = conn.execute(
+            select(t).where(func.row(*code_cols).in_([func.row(*k) for k in keys]))
+        ).all()
+        existing = {(r.category, r.type, r.subtype, r.version): r for r in rows}
+    results: list[UpsertResult] = []
+    to_insert: list[dict[str, Any]] = []
+    with translated():
+        for spec, key in zip(specs, keys, strict=True):
+            row = existing.get(key)
+            values = {name: getattr(spec, name) for name in _MUTABLE}
+            if row is None:
+                to_insert.append(
+                    {
+                        **values,
+                        "category": spec.category,
+                        "type": spec.type,
+                        "subtype": spec.subtype,
+                        "version": spec.version,
+                    }
+                )
+                continue
+            if not overwrite:
+                results.append(UpsertResult(code=str(spec.code), outcome="skipped", euid=row.euid))
+                continue
+            changed = {
+                name: value
+                for name, value in values.items()
+                if _canonical(getattr(row, name)) != _canonical(value)
+            }
+            if row.is_deleted:
+                changed["is_deleted"] = False
+            if changed:
+                conn.execute(update(t).where(t.c.uuid == row.uuid).values(**changed))
+                results.append(UpsertResult(code=str(spec.code), outcome="updated", euid=row.euid))
+            else:
+                results.append(
+                    UpsertResult(code=str(spec.code), outcome="unchanged", euid=row.euid)
+                )
+        if to_insert:
+            inserted = conn.execute(
+                t.insert().returning(t.c.category, t.c.type, t.c.subtype, t.c.version, t.c.euid),
+                to_insert,
+            ).all()
+            for r in inserted:
+                results.append(
+                    UpsertResult(
+                        code=str(
+                            TemplateCode(
+                                category=r.category,
+                                type=r.type,
+                                subtype=r.subtype,
+                                version=r.version,
+                            )
+                        ),
+                        outcome="created",
+                        euid=r.euid,
+                    )
+                )
+    if any(r.outcome in ("created", "updated") for r in results):
+        _mark_written(conn)
+    order = {str(s.code): i for i, s in enumerate(specs)}
+    return sorted(results, key=lambda r: order[r.code])
+
+
+def upsert_template(
+    conn: Connection, spec: TemplateSpec, *, overwrite: bool = True
+) -> UpsertResult:
+    return upsert_templates(conn, [spec], overwrite=overwrite)[0]
+
+
+def delete_template(conn: Connection, code_or_euid: str) -> Template:
+    """Soft-delete a template (its instances stay)."""
+    template = resolve_template(conn, code_or_euid)
+    conn.execute(
+        update(t)
+        .where(and_(t.c.uuid == template.uuid, t.c.is_deleted.is_(False)))
+        .values(is_deleted=True)
+    )
+    _mark_written(conn)
+    return attrs.evolve(template, is_deleted=True)
+
+
+def templates_by_uuid(conn: Connection, uuids: Iterable[int]) -> dict[int, Template]:
+    wanted = sorted(set(uuids))
+    if not wanted:
+        return {}
+    rows = conn.execute(select(t).where(t.c.uuid.in_(wanted))).all()
+    return {r.uuid: Template.from_row(r) for r in rows}
