@@ -1,5 +1,6 @@
 """tapdb_core: a template-driven object store on PostgreSQL."""
 
 from tapdb_core._version import __version__
+from tapdb_core.db import Database, connect
 
-__all__ = ["__version__"]
+__all__ = ["Database", "__version__", "connect"]

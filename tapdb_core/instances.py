@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 from sqlalchemy import Connection, Row, bindparam, select, text, update
+from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 
 from tapdb_core import euid as euids
@@ -55,16 +56,21 @@ _INSERT_INSTANCES = text(
     """
 )
 
-# Bulk rows draw their sequence values inside the statement: no EUID is
-# needed in Python before the insert.
+# Bulk rows draw their sequence values inside the statement (no EUID is needed
+# in Python first) and carry only their own properties: the template's shared
+# json_addl is sent once and merged in SQL (a shallow merge, as in create()).
 _INSERT_BULK = text(
     """
     INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
                                   type, subtype, version, template_uuid, json_addl, bstatus,
                                   is_singleton)
     SELECT :prefix, nextval(CAST(:sequence AS regclass)), r.name, :discriminator, :category, :type,
-           :subtype, :version, :template_uuid, r.json_addl, :bstatus, :is_singleton
-      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) WITH ORDINALITY AS r(name text, json_addl jsonb, ord)
+           :subtype, :version, :template_uuid,
+           jsonb_set(CAST(:base AS jsonb), '{properties}',
+                     (CAST(:base AS jsonb) -> 'properties') || coalesce(r.props, '{}'::jsonb)),
+           :bstatus, :is_singleton
+      FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS (name text, props jsonb))
+           WITH ORDINALITY AS r(name, props, ord)
      ORDER BY r.ord
     """
 )
@@ -243,6 +249,7 @@ def create_many(
         "is_singleton": template.is_singleton,
     }
     base_json = json.dumps(base_addl)
+    base_props = base_addl.get("properties", {})
     for batch in _batches(rows, batch_size):
         payload = []
         for offset, row in enumerate(batch):
@@ -252,14 +259,17 @@ def create_many(
                     "bulk row has no name",
                     [Violation(path=f"/{total + offset}/name", message=repr(name))],
                 )
-            addl = json.loads(base_json)
-            if props:
-                addl["properties"].update(props)
+            if props is not None and not isinstance(props, Mapping):
+                raise ValidationError(
+                    "bulk row properties must be an object",
+                    [Violation(path=f"/{total + offset}/properties", message=type(props).__name__)],
+                )
             if template.json_addl_schema:
-                validate_json_addl(template, addl, where=f"bulk row {total + offset} ({name!r})")
-            payload.append({"name": name, "json_addl": addl})
+                merged = {**base_addl, "properties": {**base_props, **(props or {})}}
+                validate_json_addl(template, merged, where=f"bulk row {total + offset} ({name!r})")
+            payload.append({"name": name, "props": dict(props) if props else None})
         with translated():
-            conn.execute(_INSERT_BULK, {**params, "rows": json.dumps(payload)})
+            conn.execute(_INSERT_BULK, {**params, "base": base_json, "rows": json.dumps(payload)})
         total += len(batch)
     return total
 
@@ -409,15 +419,13 @@ def delete(
             ).scalars()
         )
     deleted = (
-        conn.execute(
-            update(gi)
-            .where(gi.c.uuid.in_(uuids), gi.c.is_deleted.is_(False))
-            .values(is_deleted=True)
-            .returning(gi.c.euid)
-        )
+        conn.execute(select(gi.c.euid).where(gi.c.uuid.in_(uuids), gi.c.is_deleted.is_(False)))
         .scalars()
         .all()
     )
+    # A real DELETE: the database turns it into a soft delete and audits the
+    # whole old record, exactly as for anyone deleting with plain SQL.
+    conn.execute(sa_delete(gi).where(gi.c.uuid.in_(uuids), gi.c.is_deleted.is_(False)))
     return sorted(deleted)
 
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, select, text
+from sqlalchemy import delete as sa_delete
 
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import NotFoundError, ValidationError, Violation
@@ -89,7 +90,7 @@ def unlink(
 ) -> list[str]:
     """Soft-delete an edge by its EUID, or the live edges parent -> child (of one
     relationship type, or all). Returns the EUIDs of the edges deleted."""
-    query = update(gl).where(gl.c.is_deleted.is_(False))
+    query = select(gl.c.uuid, gl.c.euid).where(gl.c.is_deleted.is_(False))
     if euid is not None:
         query = query.where(gl.c.euid == euid)
     elif parent is not None and child is not None:
@@ -99,10 +100,12 @@ def unlink(
             query = query.where(gl.c.relationship_type == relationship_type)
     else:
         raise ValidationError("unlink needs an edge EUID or both parent and child")
-    deleted = list(conn.execute(query.values(is_deleted=True).returning(gl.c.euid)).scalars())
-    if not deleted:
+    found = conn.execute(query).all()
+    if not found:
         raise NotFoundError("no live edge matches")
-    return sorted(deleted)
+    # DELETE becomes a soft delete with the old record audited (database trigger)
+    conn.execute(sa_delete(gl).where(gl.c.uuid.in_([r.uuid for r in found])))
+    return sorted(r.euid for r in found)
 
 
 _WALK = {

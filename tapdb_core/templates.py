@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, func, select, update
+from sqlalchemy import delete as sa_delete
 
 from tapdb_core import euid as euids
 from tapdb_core.codes import TemplateCode, version_sort_key
@@ -272,11 +273,8 @@ def upsert_template(
 def delete_template(conn: Connection, code_or_euid: str) -> Template:
     """Soft-delete a template (its instances stay)."""
     template = resolve_template(conn, code_or_euid)
-    conn.execute(
-        update(t)
-        .where(and_(t.c.uuid == template.uuid, t.c.is_deleted.is_(False)))
-        .values(is_deleted=True)
-    )
+    # a real DELETE: the database soft-deletes and audits the old record
+    conn.execute(sa_delete(t).where(t.c.uuid == template.uuid))
     _mark_written(conn)
     return attrs.evolve(template, is_deleted=True)
 

@@ -26,6 +26,7 @@ from tapdb_core.config import normalise_url
 from tapdb_core.pgruntime import LocalCluster, free_port
 
 TEMPLATE_DB = "tapdb_test_template"
+SEEDED_DB = "tapdb_test_seeded"
 _counter = itertools.count()
 
 
@@ -73,6 +74,40 @@ def template_url(server_url: URL, admin_engine: Engine) -> Iterator[URL]:
     engine.dispose()
     yield url
     _drop_database(admin_engine, TEMPLATE_DB)
+
+
+@pytest.fixture(scope="session")
+def seeded_template_url(template_url: URL, server_url: URL, admin_engine: Engine) -> Iterator[URL]:
+    """The migrated template database plus the core template packs."""
+    from tapdb_core.packs import load_packs
+    from tapdb_core.resources import seeds_dir
+    from tapdb_core.templates import TemplateSpec, upsert_templates
+
+    _drop_database(admin_engine, SEEDED_DB)
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{SEEDED_DB}" TEMPLATE "{TEMPLATE_DB}"'))
+    url = server_url.set(database=SEEDED_DB)
+    engine = create_engine(url)
+    specs = [TemplateSpec.from_mapping(p.data) for p in load_packs([seeds_dir()])]
+    with engine.begin() as conn:
+        upsert_templates(conn, specs)
+    engine.dispose()
+    yield url
+    _drop_database(admin_engine, SEEDED_DB)
+
+
+@pytest.fixture
+def seeded_engine(
+    seeded_template_url: URL, server_url: URL, admin_engine: Engine
+) -> Iterator[Engine]:
+    """A fresh database with the schema and the core template packs, for one test."""
+    name = f"tapdb_test_{os.getpid()}_{next(_counter)}"
+    with admin_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{SEEDED_DB}"'))
+    engine = create_engine(server_url.set(database=name))
+    yield engine
+    engine.dispose()
+    _drop_database(admin_engine, name)
 
 
 @pytest.fixture
