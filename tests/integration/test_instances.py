@@ -85,7 +85,7 @@ def test_properties_merge_and_schema_violations_write_nothing(seeded_engine: Eng
 
 def test_unknown_template_and_wildcard_versions(seeded_engine: Engine) -> None:
     with (
-        pytest.raises(TemplateNotFoundError, match="nope/nope/nope/1.0"),
+        pytest.raises(TemplateNotFoundError, match=r"nope/nope/nope/1\.0"),
         seeded_engine.begin() as conn,
     ):
         instances.create(conn, "nope/nope/nope/1.0", "x")
@@ -163,7 +163,7 @@ def test_singleton_race_returns_the_same_instance(seeded_engine: Engine) -> None
                 inst = instances.get_or_create_singleton(conn, code, "Accessioning")
                 conn.execute(text("SELECT pg_sleep(0.3)"))
                 results.append(inst.euid)
-        except BaseException as exc:  # noqa: BLE001 - report anything to the main thread
+        except BaseException as exc:  # report anything to the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=worker) for _ in range(2)]

@@ -39,7 +39,7 @@ def test_template_lookup_list_and_errors(seeded_engine: Engine) -> None:
         assert templates.resolve_template(conn, plate.euid) == plate
         wells = templates.list_templates(conn, category="container", type="well")
         assert [w.subtype for w in wells] == ["well-384", "well-96"]
-        with pytest.raises(TemplateNotFoundError, match="no/such/thing/1.0"):
+        with pytest.raises(TemplateNotFoundError, match=r"no/such/thing/1\.0"):
             templates.get_template(conn, "no/such/thing/1.0")
         with pytest.raises(TemplateCodeError, match="invalid template code"):
             templates.get_template(conn, "container/plate")
@@ -124,7 +124,7 @@ def test_users_lifecycle_and_passwords(engine: Engine) -> None:
         with pytest.raises(UserNotFoundError):
             users.get_user(conn, "o'brien")
         trail = audit.history(conn, ann.euid)
-    assert [e.operation_type for e in trail][0] == "INSERT"
+    assert trail[0].operation_type == "INSERT"
     assert trail[-1].operation_type == "DELETE" and trail[-1].old_value["username"] == "o'brien"
 
 
