@@ -25,6 +25,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, text
 
@@ -102,8 +103,9 @@ def database(url: str | None) -> Iterator[str]:
         yield url
         return
     with tempfile.TemporaryDirectory(prefix="tapdb-bench-") as tmp:
-        cluster = LocalCluster(data_dir=__import__("pathlib").Path(tmp) / "data", port=free_port())
-        cluster.init(fast_unsafe=True)
+        Path(tmp).chmod(0o755)  # reachable by the unprivileged server user when we are root
+        cluster = LocalCluster(data_dir=Path(tmp) / "data", port=free_port())
+        cluster.init()
         cluster.start()
         try:
             yield cluster.url()

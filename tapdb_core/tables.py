@@ -1,7 +1,7 @@
 """SQLAlchemy Core ``Table`` objects mirroring the schema the migrations build.
 
 Alembic owns the schema; this module only describes it so queries can be
-composed. ``tests/integration/test_schema_drift.py`` compares it with a
+composed. ``tests/integration/test_migrations.py`` compares it with a
 database migrated to head, so the two cannot drift apart.
 """
 

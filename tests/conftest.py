@@ -79,18 +79,15 @@ def template_url(server_url: URL, admin_engine: Engine) -> Iterator[URL]:
 @pytest.fixture(scope="session")
 def seeded_template_url(template_url: URL, server_url: URL, admin_engine: Engine) -> Iterator[URL]:
     """The migrated template database plus the core template packs."""
-    from tapdb_core.packs import load_packs
-    from tapdb_core.resources import seeds_dir
-    from tapdb_core.templates import TemplateSpec, upsert_templates
+    from tapdb_core.packs import seed_packs
 
     _drop_database(admin_engine, SEEDED_DB)
     with admin_engine.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{SEEDED_DB}" TEMPLATE "{TEMPLATE_DB}"'))
     url = server_url.set(database=SEEDED_DB)
     engine = create_engine(url)
-    specs = [TemplateSpec.from_mapping(p.data) for p in load_packs([seeds_dir()])]
     with engine.begin() as conn:
-        upsert_templates(conn, specs)
+        seed_packs(conn)
     engine.dispose()
     yield url
     _drop_database(admin_engine, SEEDED_DB)

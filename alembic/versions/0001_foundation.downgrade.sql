@@ -1,7 +1,7 @@
 -- Removes every object revision 0001 created, including the per-prefix EUID
 -- sequences that templates created on demand.
 DROP TABLE IF EXISTS audit_log, tapdb_user, generic_instance_lineage, generic_instance,
-    generic_template, tapdb_meridian_domain, tapdb_identity_prefix_config CASCADE;
+    generic_template, tapdb_identity_prefix_config CASCADE;
 
 DO $$
 DECLARE

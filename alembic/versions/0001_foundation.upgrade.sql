@@ -661,16 +661,39 @@ $$;
 -- check, so those transactions check one after another and the later one sees
 -- the earlier one's committed edges. Edges into new nodes (a plate and its new
 -- wells) never wait for that lock.
-CREATE FUNCTION tapdb_lineage_assert_acyclic(p_edges bigint[]) RETURNS void
+CREATE FUNCTION tapdb_lineage_assert_acyclic(p_parents bigint[], p_children bigint[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
+    locked boolean := false;
 BEGIN
-    IF EXISTS (SELECT 1
-                 FROM generic_instance_lineage e
-                 JOIN generic_instance c ON c.uuid = e.child_instance_uuid
-                WHERE e.uuid = ANY (p_edges) AND NOT e.is_deleted
-                  AND c.created_xid <> pg_current_xact_id()) THEN
+    IF cardinality(p_parents) = 0 THEN
+        RETURN;
+    END IF;
+    LOOP
+        -- One pass: walk down from every new child (reaching that edge's parent
+        -- means a cycle) and learn whether any child existed before this
+        -- transaction (then the guard lock is needed, see above).
+        WITH RECURSIVE walk (target, node) AS (
+            SELECT n.parent, n.child FROM unnest(p_parents, p_children) AS n(parent, child)
+            UNION
+            -- LATERAL ... OFFSET 0 keeps this a nested loop of index probes: the
+            -- planner cannot estimate the work table and otherwise picks a hash
+            -- join over a sequential scan of the whole edge table.
+            SELECT w.target, l.child_instance_uuid
+              FROM walk w
+              CROSS JOIN LATERAL (SELECT c.child_instance_uuid
+                                    FROM generic_instance_lineage c
+                                   WHERE c.parent_instance_uuid = w.node AND NOT c.is_deleted
+                                  OFFSET 0) l
+        )
+        SELECT (SELECT w.target FROM walk w WHERE w.node = w.target LIMIT 1) AS target,
+               (NOT locked AND EXISTS (SELECT 1
+                                         FROM unnest(p_children) AS n(child)
+                                         JOIN generic_instance c ON c.uuid = n.child
+                                        WHERE c.created_xid <> pg_current_xact_id())) AS needs_lock
+          INTO bad;
+        EXIT WHEN bad.target IS NOT NULL OR NOT bad.needs_lock;
         IF NOT pg_try_advisory_xact_lock(hashtext('tapdb_lineage_cycle_guard')) THEN
             PERFORM pg_advisory_xact_lock(hashtext('tapdb_lineage_cycle_guard'));
             IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -679,32 +702,19 @@ BEGIN
                     USING ERRCODE = 'serialization_failure';
             END IF;
         END IF;
-    END IF;
-
-    WITH RECURSIVE walk (target, node) AS (
-        SELECT e.parent_instance_uuid, e.child_instance_uuid
-          FROM generic_instance_lineage e
-         WHERE e.uuid = ANY (p_edges) AND NOT e.is_deleted
-        UNION
-        -- LATERAL ... OFFSET 0 keeps this a nested loop of index probes: the
-        -- planner cannot estimate the work table and otherwise picks a hash
-        -- join over a sequential scan of the whole edge table.
-        SELECT w.target, l.child_instance_uuid
-          FROM walk w
-          CROSS JOIN LATERAL (SELECT c.child_instance_uuid
-                                FROM generic_instance_lineage c
-                               WHERE c.parent_instance_uuid = w.node AND NOT c.is_deleted
-                              OFFSET 0) l
-    )
-    SELECT e.euid, p.euid AS parent_euid, c.euid AS child_euid
-      INTO bad
-      FROM generic_instance_lineage e
-      JOIN walk w ON w.target = e.parent_instance_uuid AND w.node = e.parent_instance_uuid
-      JOIN generic_instance p ON p.uuid = e.parent_instance_uuid
-      JOIN generic_instance c ON c.uuid = e.child_instance_uuid
-     WHERE e.uuid = ANY (p_edges) AND NOT e.is_deleted
-     LIMIT 1;
-    IF FOUND THEN
+        -- walk again, now under the lock and with a fresh snapshot
+        locked := true;
+    END LOOP;
+    IF bad.target IS NOT NULL THEN
+        SELECT e.euid, p.euid AS parent_euid, c.euid AS child_euid
+          INTO bad
+          FROM unnest(p_parents, p_children) AS n(parent, child)
+          JOIN generic_instance_lineage e
+            ON e.parent_instance_uuid = n.parent AND e.child_instance_uuid = n.child AND NOT e.is_deleted
+          JOIN generic_instance p ON p.uuid = e.parent_instance_uuid
+          JOIN generic_instance c ON c.uuid = e.child_instance_uuid
+         WHERE n.parent = bad.target
+         LIMIT 1;
         RAISE EXCEPTION 'lineage cycle refused: edge % (% -> %) would close a cycle, % already descends from %',
             bad.euid, bad.parent_euid, bad.child_euid, bad.parent_euid, bad.child_euid
             USING ERRCODE = 'check_violation', CONSTRAINT = 'ck_generic_instance_lineage_acyclic';
@@ -714,20 +724,31 @@ $$;
 
 CREATE FUNCTION tapdb_lineage_after_insert_trg() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    parents bigint[];
+    children bigint[];
 BEGIN
-    PERFORM tapdb_lineage_assert_acyclic(ARRAY(SELECT uuid FROM new_rows WHERE NOT is_deleted));
+    SELECT array_agg(parent_instance_uuid), array_agg(child_instance_uuid)
+      INTO parents, children
+      FROM new_rows WHERE NOT is_deleted;
+    PERFORM tapdb_lineage_assert_acyclic(coalesce(parents, '{}'), coalesce(children, '{}'));
     RETURN NULL;
 END
 $$;
 
 CREATE FUNCTION tapdb_lineage_after_update_trg() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    parents bigint[];
+    children bigint[];
 BEGIN
-    PERFORM tapdb_lineage_assert_acyclic(ARRAY(
-        SELECT n.uuid FROM new_rows n JOIN old_rows o ON o.uuid = n.uuid
-         WHERE NOT n.is_deleted
-           AND (o.is_deleted OR n.parent_instance_uuid <> o.parent_instance_uuid
-                OR n.child_instance_uuid <> o.child_instance_uuid)));
+    SELECT array_agg(n.parent_instance_uuid), array_agg(n.child_instance_uuid)
+      INTO parents, children
+      FROM new_rows n JOIN old_rows o ON o.uuid = n.uuid
+     WHERE NOT n.is_deleted
+       AND (o.is_deleted OR n.parent_instance_uuid <> o.parent_instance_uuid
+            OR n.child_instance_uuid <> o.child_instance_uuid);
+    PERFORM tapdb_lineage_assert_acyclic(coalesce(parents, '{}'), coalesce(children, '{}'));
     RETURN NULL;
 END
 $$;

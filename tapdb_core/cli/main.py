@@ -1,7 +1,8 @@
 """Entry point of ``tapdb``: builds the parser, runs one command, maps errors to exit codes.
 
-Exit codes: 0 success, 1 failure, 2 usage or bad input. Errors are one line on
-stderr; ``--debug`` shows the traceback.
+Exit codes: 0 success, 1 failure (also a refused or declined destructive
+command), 2 usage or bad input. Errors are one line on stderr; ``--debug``
+shows the traceback. Never a traceback otherwise, also for unexpected errors.
 """
 
 from __future__ import annotations
@@ -9,30 +10,106 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+
+import psycopg
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tapdb_core._version import __version__
+from tapdb_core.cli import (
+    bootstrap,
+    db,
+    info,
+    objects,
+    packs,
+    pg,
+    schema,
+    templates,
+    users,
+)
+from tapdb_core.cli import data as data_cmds
+from tapdb_core.cli.common import (
+    explain_connection_error,
+    is_connection_error,
+    last_target,
+    one_line,
+)
+from tapdb_core.cli.parsing import Command, add_global_options
 from tapdb_core.errors import TapdbError
 
-Command = Callable[[argparse.Namespace], int]
+EPILOG = """\
+environments: db, pg and user commands take ENV (dev, test, prod or one defined in the
+config file); the other commands use --env, else $TAPDB_ENV, else dev.
+DATABASE_URL, when set, overrides every connection setting.
+
+examples:
+  tapdb bootstrap local --demo     local PostgreSQL + database + schema + templates
+  tapdb --env dev info             resolved settings and where each came from
+  tapdb db schema status dev       revision, row counts, guarantee triggers
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tapdb",
         description="tapdb_core: template-driven object store on PostgreSQL.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"tapdb {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    add_global_options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    version = sub.add_parser("version", help="print the version")
-    version.set_defaults(func=_cmd_version)
+    info.configure(sub)
+    bootstrap.configure(sub)
+    pg.configure(sub)
+    db_sub = db.configure(sub)
+    schema.configure(db_sub)
+    data_cmds.configure(db_sub)
+    packs.configure(db_sub)
+    users.configure(sub)
+    templates.configure(sub)
+    objects.configure(sub)
     return parser
 
 
-def _cmd_version(args: argparse.Namespace) -> int:
-    print(f"tapdb {__version__}")
-    return 0
+def _fail(args: argparse.Namespace, message: str, code: int) -> int:
+    if getattr(args, "debug", False):
+        traceback.print_exc()
+    print(f"tapdb: error: {one_line(message)}", file=sys.stderr)
+    return code
+
+
+def run(args: argparse.Namespace, func: Command) -> int:
+    try:
+        return func(args)
+    except TapdbError as exc:
+        if is_connection_error(exc) and exc.__cause__ is not None:
+            # a library-level "unreachable" that may really be "no such database"
+            exc = explain_connection_error(exc, last_target())
+        return _fail(args, str(exc), exc.exit_code)
+    except (DBAPIError, psycopg.Error) as exc:
+        if is_connection_error(exc):
+            ours = explain_connection_error(exc, last_target())
+            return _fail(args, str(ours), ours.exit_code)
+        orig = getattr(exc, "orig", None) or exc
+        return _fail(args, f"database error: {str(orig).strip()}", 1)
+    except SQLAlchemyError as exc:
+        return _fail(args, f"database error: {exc}", 1)
+    except KeyboardInterrupt:
+        print("tapdb: interrupted", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(args, f"{exc.strerror or exc}{where}", 1)
+    except Exception as exc:
+        return _fail(
+            args,
+            f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback "
+            "and please report it)",
+            1,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,16 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
-    try:
-        return func(args)
-    except TapdbError as exc:
-        if args.debug:
-            traceback.print_exc()
-        print(f"tapdb: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("tapdb: interrupted", file=sys.stderr)
-        return 1
+    return run(args, func)
 
 
 if __name__ == "__main__":

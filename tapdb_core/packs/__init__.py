@@ -4,6 +4,7 @@
 * :func:`load_packs` / :func:`discover_pack_files`: find and read packs.
 * :func:`validate_packs`: structural and semantic checks, every issue at once.
 * :func:`core_pack_dirs`: where the packs shipped with tapdb_core are.
+* :func:`seed_packs`: validate packs and upsert their templates (:class:`SeedReport`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tapdb_core.packs.load import (
     template_code_of,
     templates_of,
 )
+from tapdb_core.packs.seed import SeedMode, SeedReport, seed_packs
 from tapdb_core.packs.validate import (
     INSTANCE_KEYS,
     MAX_LAYOUT_DEPTH,
@@ -57,6 +59,8 @@ __all__ = [
     "PackValidationError",
     "ParsedPack",
     "ReservedPrefixes",
+    "SeedMode",
+    "SeedReport",
     "as_pack_dirs",
     "core_pack_dirs",
     "deep_merge",
@@ -68,6 +72,7 @@ __all__ = [
     "pack_schema",
     "read_pack_file",
     "resolve_reference",
+    "seed_packs",
     "template_code_of",
     "templates_of",
     "validate_core_packs",

@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""Benchmarks of the object-model library, each next to its floor measured in the same run.
+
+Prints one table:
+  plate        96-well plate from the seed pack, one transaction per plate (library)
+               floor: the same 97 instances and 96 edges inserted by one server-side
+               statement per plate (same tables, same triggers)
+  single       one instance with properties per transaction (library)
+               floor: one INSERT statement per transaction with the same values
+  bulk         create_many of N instances (rate, peak Python memory)
+               floor: the same rows by one INSERT ... SELECT generate_series
+  descendants  all descendants of the root of a generated DAG (library, with depths)
+               floor: the bare recursive query, run directly
+  link         linking random existing pairs in that DAG (cycle check on)
+               floor: the same edges inserted into a trigger-free copy of the table
+
+Usage: python scripts/bench.py [--url URL] [--plates N] [--bulk N] [--dag N]
+Without --url a throwaway local cluster is started (tapdb_core.pgruntime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, text
+
+from tapdb_core import instances, lineage, migrate
+from tapdb_core.packs import seed_packs
+from tapdb_core.pgruntime import LocalCluster, free_port
+from tapdb_core.templates import get_template
+
+PLATE = "container/plate/fixed-plate-96/1.0/"
+SAMPLE = "content/sample/dna/1.0/"
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[str]:
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="tapdb-bench-") as tmp:
+        Path(tmp).chmod(0o755)
+        cluster = LocalCluster(data_dir=Path(tmp) / "data", port=free_port())
+        cluster.init()
+        cluster.start()
+        try:
+            yield cluster.url()
+        finally:
+            cluster.stop()
+
+
+def timed(fn: Callable[[], object], repeat: int) -> list[float]:
+    out = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def bench_plates(engine: Engine, n: int) -> tuple[float, float]:
+    counter = iter(range(10**9))
+
+    def library() -> None:
+        with engine.begin() as conn:
+            instances.create(conn, PLATE, f"PLATE-{next(counter)}")
+
+    # The floor: the rows the library wrote for one plate, replayed by one
+    # server-side statement (all 97 instances and 96 edges in one round trip).
+    with engine.begin() as conn:
+        tree = instances.create_tree(conn, PLATE, "template-plate")
+    rows = [
+        {
+            "name": i.name,
+            "discriminator": i.polymorphic_discriminator,
+            "category": i.category,
+            "type": i.type,
+            "subtype": i.subtype,
+            "version": i.version,
+            "template_uuid": i.template_uuid,
+            "prefix": i.euid.split("-")[0],
+            "json_addl": i.json_addl,
+            "bstatus": i.bstatus,
+        }
+        for i in tree.instances
+    ]
+    floor_sql = text(
+        """
+        WITH r AS (
+            SELECT x.*, nextval(tapdb_euid_sequence_name(x.prefix)::regclass) AS seq
+              FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb))
+                   AS (name text, discriminator text, category text, type text, subtype text,
+                       version text, template_uuid bigint, prefix text, json_addl jsonb,
+                       bstatus text)) WITH ORDINALITY
+                   AS x(name, discriminator, category, type, subtype, version, template_uuid,
+                        prefix, json_addl, bstatus, ord)),
+        ins AS (
+            INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator,
+                                          category, type, subtype, version, template_uuid,
+                                          json_addl, bstatus)
+            SELECT prefix, seq, name, discriminator, category, type, subtype, version,
+                   template_uuid, json_addl, bstatus FROM r
+            RETURNING uuid, euid_seq, euid_prefix, euid, polymorphic_discriminator)
+        INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,
+                                              relationship_type, name, parent_type, child_type)
+        SELECT p.uuid, c.uuid, 'contains', p.euid || '->' || c.euid,
+               p.polymorphic_discriminator, c.polymorphic_discriminator
+          FROM r rp JOIN ins p ON p.euid_seq = rp.seq AND p.euid_prefix = rp.prefix
+          JOIN r rc ON rc.ord > 1
+          JOIN ins c ON c.euid_seq = rc.seq AND c.euid_prefix = rc.prefix
+         WHERE rp.ord = 1
+        """
+    )
+    payload = json.dumps(rows)
+
+    def floor() -> None:
+        with engine.begin() as conn:
+            conn.execute(floor_sql, {"rows": payload})
+
+    for _ in range(5):
+        library()
+        floor()
+    ours, base = [], []
+    for _ in range(n):
+        ours += timed(library, 1)
+        base += timed(floor, 1)
+    return statistics.median(ours), statistics.median(base)
+
+
+def bench_single(engine: Engine, n: int) -> tuple[float, float]:
+    counter = iter(range(10**9))
+    props = {"concentration": 12.5, "volume_ul": 50, "comments": "bench"}
+
+    def library() -> None:
+        with engine.begin() as conn:
+            instances.create(conn, SAMPLE, f"S-{next(counter)}", props)
+
+    with engine.begin() as conn:
+        made = instances.create(conn, SAMPLE, "template-sample", props)
+    floor_sql = text(
+        "INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator,"
+        " category, type, subtype, version, template_uuid, json_addl, bstatus)"
+        " VALUES ('MX', nextval('tapdb_euid_seq_mx'), :name, :d, :c, :t, :s, :v, :tpl,"
+        " CAST(:j AS jsonb), :b)"
+    )
+    params = {
+        "name": "floor",
+        "d": made.polymorphic_discriminator,
+        "c": made.category,
+        "t": made.type,
+        "s": made.subtype,
+        "v": made.version,
+        "tpl": made.template_uuid,
+        "j": json.dumps(made.json_addl),
+        "b": made.bstatus,
+    }
+
+    def floor() -> None:
+        with engine.begin() as conn:
+            conn.execute(floor_sql, params)
+
+    for _ in range(20):
+        library()
+        floor()
+    ours, base = [], []
+    for _ in range(n):
+        ours += timed(library, 1)
+        base += timed(floor, 1)
+    return statistics.median(ours), statistics.median(base)
+
+
+def bench_bulk(engine: Engine, n: int) -> tuple[float, float, float]:
+    rows = ((f"B-{i}", {"concentration": i % 100}) for i in range(n))
+    tracemalloc.start()
+    start = time.perf_counter()
+    with engine.begin() as conn:
+        instances.create_many(conn, SAMPLE, rows, batch_size=5000)
+    ours = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    with engine.begin() as conn:
+        template = get_template(conn, SAMPLE)
+        base_json = json.dumps(
+            instances.plan(conn, SAMPLE, "x", create_children=False).root.json_addl
+        )
+        start = time.perf_counter()
+        conn.execute(
+            text(
+                "INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator,"
+                " category, type, subtype, version, template_uuid, json_addl, bstatus)"
+                " SELECT 'MX', nextval('tapdb_euid_seq_mx'), 'F-' || g, 'content_instance', 'content',"
+                " 'sample', 'dna', '1.0', :tpl, jsonb_set(CAST(:j AS jsonb), '{properties,concentration}',"
+                " to_jsonb(g % 100)), 'created' FROM generate_series(1, :n) g"
+            ),
+            {"tpl": template.uuid, "j": base_json, "n": n},
+        )
+        base = time.perf_counter() - start
+    return ours, base, peak / 2**20
+
+
+def build_dag(engine: Engine, n: int, seed: int = 7) -> list[int]:
+    """n samples; node i gets a parent among earlier nodes, plus extra cross edges."""
+    rng = random.Random(seed)
+    with engine.begin() as conn:
+        instances.create_many(conn, SAMPLE, (f"D-{i}" for i in range(n)), batch_size=10000)
+        uuids = list(
+            conn.execute(
+                text("SELECT uuid FROM generic_instance WHERE name LIKE 'D-%' ORDER BY uuid")
+            ).scalars()
+        )
+        parents, children = [], []
+        for i in range(1, n):
+            parents.append(uuids[rng.randrange(max(0, i - 50), i)])
+            children.append(uuids[i])
+        for _ in range(n // 10):
+            i = rng.randrange(2, n)
+            j = rng.randrange(max(0, i - 200), i - 1)
+            parents.append(uuids[j])
+            children.append(uuids[i])
+        conn.execute(
+            text(
+                "INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,"
+                " relationship_type, name, parent_type, child_type)"
+                " SELECT DISTINCT p, c, 'derived_from', 'dag', 'content_instance', 'content_instance'"
+                " FROM unnest(CAST(:p AS bigint[]), CAST(:c AS bigint[])) AS x(p, c)"
+            ),
+            {"p": parents, "c": children},
+        )
+    return uuids
+
+
+def bench_descendants(
+    engine: Engine, root_uuid: int, root_euid: str, repeat: int
+) -> tuple[float, float, int]:
+    found = 0
+
+    def library() -> None:
+        nonlocal found
+        with engine.connect() as conn:
+            found = len(lineage.descendants(conn, root_euid))
+
+    direct = text(
+        """
+        WITH RECURSIVE walk(uuid) AS (
+            SELECT CAST(:root AS bigint)
+            UNION
+            SELECT e.child_instance_uuid FROM walk w
+              JOIN generic_instance_lineage e ON e.parent_instance_uuid = w.uuid AND NOT e.is_deleted
+        )
+        SELECT i.* FROM walk w JOIN generic_instance i ON i.uuid = w.uuid WHERE w.uuid <> :root
+        """
+    )
+
+    def floor() -> None:
+        with engine.connect() as conn:
+            conn.execute(direct, {"root": root_uuid}).all()
+
+    library()
+    floor()
+    return statistics.median(timed(library, repeat)), statistics.median(timed(floor, repeat)), found
+
+
+def bench_link(engine: Engine, uuids: list[int], n: int) -> tuple[float, float]:
+    rng = random.Random(11)
+    with engine.begin() as conn:
+        euid_of = dict(
+            conn.execute(
+                text("SELECT uuid, euid FROM generic_instance WHERE uuid = ANY(:u)"), {"u": uuids}
+            ).all()
+        )
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS bench_plain_lineage (LIKE generic_instance_lineage"
+                " INCLUDING DEFAULTS INCLUDING IDENTITY EXCLUDING GENERATED INCLUDING INDEXES)"
+            )
+        )
+    pairs = []
+    while len(pairs) < n:
+        i = rng.randrange(len(uuids) // 2, len(uuids))
+        j = rng.randrange(0, i)
+        pairs.append((uuids[j], uuids[i]))
+    it = iter(pairs)
+
+    def library() -> None:
+        p, c = next(it)
+        with engine.begin() as conn:
+            lineage.link(conn, euid_of[p], euid_of[c], "bench_link")
+
+    it2 = iter(pairs)
+    plain = text(
+        "INSERT INTO bench_plain_lineage (euid, euid_prefix, euid_seq, parent_instance_uuid,"
+        " child_instance_uuid, relationship_type, name, parent_type, child_type)"
+        " SELECT 'GN-' || n, 'GN', n, :p, :c, 'bench_link', 'x',"
+        " 'content_instance', 'content_instance' FROM (SELECT nextval('tapdb_euid_seq_gn') AS n) s"
+    )
+
+    def floor() -> None:
+        p, c = next(it2)
+        with engine.begin() as conn:
+            conn.execute(plain, {"p": p, "c": c})
+
+    ours, base = [], []
+    for _ in range(n):
+        ours += timed(library, 1)
+        base += timed(floor, 1)
+    return statistics.median(ours), statistics.median(base)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="tapdb_core library benchmarks")
+    parser.add_argument(
+        "--url", help="SQLAlchemy URL of an EMPTY database (default: throwaway cluster)"
+    )
+    parser.add_argument("--plates", type=int, default=200)
+    parser.add_argument("--singles", type=int, default=500)
+    parser.add_argument("--bulk", type=int, default=100_000)
+    parser.add_argument("--dag", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with database(args.url) as url:
+        engine = create_engine(url, pool_size=2)
+        with engine.begin() as conn:
+            migrate.upgrade(conn)
+            seed_packs(conn)
+
+        plate_ours, plate_floor = bench_plates(engine, args.plates)
+        single_ours, single_floor = bench_single(engine, args.singles)
+        bulk_ours, bulk_floor, bulk_peak = bench_bulk(engine, args.bulk)
+        uuids = build_dag(engine, args.dag)
+        with engine.connect() as conn:
+            root_euid = conn.execute(
+                text("SELECT euid FROM generic_instance WHERE uuid = :u"), {"u": uuids[0]}
+            ).scalar_one()
+        desc_ours, desc_floor, found = bench_descendants(engine, uuids[0], root_euid, 5)
+        link_ours, link_floor = bench_link(engine, uuids, 200)
+        engine.dispose()
+
+    def row(name: str, ours: float, floor: float, unit: str, extra: str = "") -> None:
+        print(
+            f"{name:<34} {ours * 1000:>10.2f} ms {floor * 1000:>10.2f} ms {ours / floor:>7.2f}x  {unit} {extra}"
+        )
+
+    print(f"{'benchmark':<34} {'tapdb':>13} {'floor':>13} {'ratio':>8}")
+    row("96-well plate (per plate)", plate_ours, plate_floor, f"{1 / plate_ours:,.0f} plates/s")
+    row(
+        "single instance + properties",
+        single_ours,
+        single_floor,
+        f"{1 / single_ours:,.0f} instances/s",
+    )
+    row(
+        f"bulk {args.bulk:,} instances (total)",
+        bulk_ours,
+        bulk_floor,
+        f"{args.bulk / bulk_ours:,.0f} instances/s",
+        f"peak Python memory {bulk_peak:.1f} MiB",
+    )
+    row(f"descendants in {args.dag:,}-node DAG", desc_ours, desc_floor, f"{found:,} nodes")
+    row("link with cycle check (per link)", link_ours, link_floor, f"{1 / link_ours:,.0f} links/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""``tapdb bootstrap local``: from nothing to a migrated, seeded database in one command.
+
+Finds PostgreSQL binaries (an installed PostgreSQL or the ``pgserver`` wheel),
+initialises and starts a cluster for the environment under its data directory,
+creates the database, migrates and seeds it in one transaction, and adds an
+``admin`` user. The port, user and data directory are recorded in the config file
+(mode 0600) so that every later command connects to the same server. Running it
+again is harmless: every step notices what is already done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from typing import Any
+
+from tapdb_core.cli import common
+from tapdb_core.cli.localconfig import check_recorded, record_local_settings, record_path
+from tapdb_core.cli.parsing import Subparsers, group, leaf
+from tapdb_core.cli.pg import (
+    binaries_for,
+    data_dir_for,
+    is_local_host,
+    port_is_free,
+    refuse_protected,
+    superuser_for,
+)
+from tapdb_core.pgruntime import LocalCluster, find_binaries, free_port
+
+DEMO_TEMPLATE = "container/plate/fixed-plate-96/1.0/"
+
+
+def configure(sub: Subparsers) -> None:
+    boot = group(sub, "bootstrap", "set everything up in one command")
+    p = leaf(
+        boot,
+        "local",
+        "local PostgreSQL + database + schema + core templates + admin user",
+        cmd_local,
+        description=(
+            "From nothing to a migrated, seeded database of the active environment "
+            "(--env, $TAPDB_ENV, else dev) on a local PostgreSQL. Safe to run again."
+        ),
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="cluster data directory (default: $TAPDB_DATA_DIR/ENV or ./postgres_data/ENV)",
+    )
+    p.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        help="port for the server (default: the configured port, or a free one if it is taken)",
+    )
+    p.add_argument(
+        "--admin-user",
+        default="admin",
+        metavar="NAME",
+        help="name of the admin user to create (default admin; '' for none)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="then create a 96-well plate and show its EUID, wells and lineage",
+    )
+
+
+def _choose_port(
+    args: argparse.Namespace, cluster_running_port: int | None, target: common.Target, source: str
+) -> int:
+    if cluster_running_port is not None:
+        if args.port and args.port != cluster_running_port:
+            raise common.CliError(
+                f"the local cluster is already running on port {cluster_running_port}; "
+                f"stop it first (`tapdb pg stop-local {target.env}`) to move it to {args.port}"
+            )
+        return cluster_running_port
+    port = args.port or target.port
+    if port_is_free(port):
+        return port
+    if args.port or source != "default":
+        origin = "--port" if args.port else source
+        raise common.CliError(
+            f"port {port} (from {origin}) is in use by another server: "
+            "choose a free one with --port"
+        )
+    chosen = free_port()
+    common.note(f"port {port} is in use by another server; using port {chosen}")
+    return chosen
+
+
+def _ensure_admin(engine: Any, target: common.Target, name: str) -> bool:
+    from tapdb_core import users
+    from tapdb_core.errors import UserNotFoundError
+
+    with common.transaction(engine, target) as conn:
+        try:
+            users.get_user(conn, name)
+            return False
+        except UserNotFoundError:
+            users.create_user(conn, name, role="admin", require_password_change=True)
+            return True
+
+
+def run_demo(engine: Any, target: common.Target) -> dict[str, Any]:
+    from tapdb_core import instances
+
+    name = "demo-plate-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    with common.transaction(engine, target) as conn:
+        tree = instances.create_tree(conn, DEMO_TEMPLATE, name)
+    root = tree.root
+    children = {
+        e.child_instance_uuid: e for e in tree.lineages if e.parent_instance_uuid == root.uuid
+    }
+    wells = [i for i in tree.instances if i.uuid in children]
+    return {
+        "plate": {"euid": root.euid, "name": root.name, "template": root.template_code},
+        "wells": len(wells),
+        "first_wells": [
+            {
+                "euid": w.euid,
+                "name": w.name,
+                "address": w.properties.get("address"),
+                "edge": children[w.uuid].euid,
+                "relationship_type": children[w.uuid].relationship_type,
+            }
+            for w in wells[:4]
+        ],
+    }
+
+
+def cmd_local(args: argparse.Namespace) -> int:
+    from tapdb_core.cli.db import setup_database
+    from tapdb_core.cli.schema import identity_prefixes_of
+
+    env, _ = common.env_name(args)
+    refuse_protected(env)
+    cfg = common.resolve_config(args)
+    target = common.target_of(cfg)
+    common.remember(target)
+    if target.from_database_url:
+        raise common.UsageError(
+            "DATABASE_URL is set, but bootstrap local sets up a server on this machine: "
+            "unset DATABASE_URL (or use `tapdb db setup ENV` against that server)"
+        )
+    if not is_local_host(target.host):
+        raise common.UsageError(
+            f"environment {env} points at host {target.host} (from "
+            f"{cfg.settings['host'].source}); bootstrap local only sets up a server on this "
+            "machine: use `tapdb db setup` for a remote server"
+        )
+    if args.port is not None and not 0 < args.port < 65536:
+        raise common.UsageError(f"--port {args.port} is not a TCP port")
+    prefixes = identity_prefixes_of(cfg)
+    import tapdb_core.packs.seed  # noqa: F401  (fail before changing anything if missing)
+
+    common.progress("looking for PostgreSQL binaries")
+    binaries = binaries_for(cfg) or find_binaries()
+    data_dir, data_dir_source = data_dir_for(args, cfg)
+    probe = LocalCluster(data_dir=data_dir, port=target.port, binaries=binaries)
+    status = probe.status()
+    port = _choose_port(
+        args, status.port if status.running else None, target, cfg.settings["port"].source
+    )
+    cluster = LocalCluster(data_dir=data_dir, port=port, binaries=binaries)
+    superuser = superuser_for(cfg)
+
+    initialised = False
+    if not cluster.is_initialized:
+        common.progress(f"initdb {data_dir} (PostgreSQL {binaries.version} from {binaries.source})")
+        initialised = cluster.init(superuser=superuser, password=target.password or None)
+    started = False
+    if not status.running:
+        common.progress(f"starting PostgreSQL on 127.0.0.1:{port}")
+        cluster.start()
+        started = True
+
+    values: dict[str, Any] = {"engine_type": "local", "host": "127.0.0.1", "port": port}
+    values["user"] = superuser
+    values["database"] = target.database
+    values["data_dir"] = str(data_dir)
+    values["pg_bin"] = str(binaries.bindir)
+    # later commands must resolve to this server: JSON config files (ours) are kept up
+    # to date; a YAML file is only reported on when it would lead elsewhere
+    needs_record = (
+        port != target.port
+        or superuser != target.user
+        or data_dir_source in ("--data-dir", "$TAPDB_DATA_DIR")
+    )
+    recorded = None
+    if needs_record or record_path(args, cfg).suffix == ".json":
+        recorded = record_local_settings(args, cfg, values)
+    for problem in check_recorded(args, env, port=port, user=superuser):
+        common.warn(problem)
+
+    local = common.Target(
+        env=env,
+        url=target.url.set(host="127.0.0.1", port=port, username=superuser),
+        from_database_url=False,
+    )
+    common.remember(local)
+    common.progress(f"setting up database {local.database}")
+    setup = setup_database(local, identity_prefixes=prefixes)
+    engine = common.open_engine(local)
+    try:
+        admin_created = _ensure_admin(engine, local, args.admin_user) if args.admin_user else False
+        demo = run_demo(engine, local) if args.demo else None
+    finally:
+        engine.dispose()
+
+    result: dict[str, Any] = {
+        "env": env,
+        "data_dir": str(data_dir),
+        "postgres": {"version": binaries.version, "source": binaries.source},
+        "initialised": initialised,
+        "started": started,
+        "port": port,
+        "url": local.masked_url(),
+        "config_file": str(recorded) if recorded else None,
+        "database_created": setup["created"],
+        "revision": setup["revision"],
+        "templates": setup["seed"].get("counts", {}),
+        "admin_user": args.admin_user or None,
+        "admin_created": admin_created,
+        "demo": demo,
+    }
+    if args.json:
+        common.print_json(result)
+        return 0
+    counts = result["templates"]
+    common.out(f"tapdb environment {env} is ready")
+    common.out(
+        f"  PostgreSQL {binaries.version} in {data_dir} "
+        f"({'started' if started else 'already running'} on port {port})"
+    )
+    common.out(
+        f"  database {local.database!r} ({'created' if setup['created'] else 'existing'}), "
+        f"schema {setup['revision']}, templates: {counts.get('created', 0)} created, "
+        f"{counts.get('updated', 0)} updated, {counts.get('unchanged', 0)} unchanged"
+    )
+    if args.admin_user:
+        state = "created" if admin_created else "exists"
+        common.out(f"  admin user {args.admin_user!r} {state}")
+    if recorded:
+        common.out(f"  settings recorded in {recorded}")
+    common.out(f"  url: {local.masked_url()}")
+    if demo:
+        plate = demo["plate"]
+        common.out("")
+        common.out(
+            f"demo: 96-well plate {plate['euid']} {plate['name']!r} with {demo['wells']} wells"
+        )
+        common.out(f"  {plate['euid']} ({plate['template']})")
+        for well in demo["first_wells"]:
+            common.out(
+                f"  +-[{well['relationship_type']} {well['edge']}]-> {well['euid']} "
+                f"{well['name']} (well {well['address']})"
+            )
+        common.out(f"  ... and {demo['wells'] - len(demo['first_wells'])} more wells")
+        common.out(f"  try: tapdb --env {env} object show {plate['euid']}")
+        common.out(f"       tapdb --env {env} lineage graph {plate['euid']} --depth 1")
+    common.out("")
+    common.out("next steps:")
+    common.out(f"  tapdb --env {env} info")
+    common.out(f"  tapdb db schema status {env}")
+    if args.admin_user:
+        common.out(f"  tapdb user set-password {env} {args.admin_user}")
+    common.out(f"  tapdb pg stop-local {env}      (stop the server)")
+    return 0

@@ -1,0 +1,138 @@
+"""``tapdb version`` and ``tapdb info``: what tapdb would connect to, and why."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+from sqlalchemy import text
+
+from tapdb_core._version import __version__
+from tapdb_core.cli import common
+from tapdb_core.cli.parsing import Subparsers, leaf
+from tapdb_core.config import config_search_path
+from tapdb_core.errors import TapdbError
+
+
+def configure(sub: Subparsers) -> None:
+    leaf(sub, "version", "print the version", cmd_version)
+    parser = leaf(
+        sub,
+        "info",
+        "show the resolved settings of the active environment and where each came from",
+        cmd_info,
+    )
+    parser.add_argument(
+        "--offline", action="store_true", help="do not try to connect to the server"
+    )
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    if args.json:
+        common.print_json({"version": __version__})
+    else:
+        common.out(f"tapdb {__version__}")
+    return 0
+
+
+def _server_status(target: common.Target) -> dict[str, Any]:
+    """Reachability, database existence and schema revision (never raises)."""
+    from tapdb_core import migrate
+
+    status: dict[str, Any] = {"server": target.where}
+    engine = common.make_engine(target.url)
+    try:
+        with common.connection_errors(target), engine.connect() as conn:
+            status["reachable"] = True
+            status["database_exists"] = True
+            status["server_version"] = conn.execute(text("SHOW server_version")).scalar()
+            status["revision"] = migrate.current_revision(conn)
+    except common.DatabaseMissingError as exc:
+        status.update(reachable=True, database_exists=False, problem=str(exc))
+    except TapdbError as exc:
+        status.update(reachable=False, problem=str(exc))
+    except Exception as exc:
+        status.update(reachable=False, problem=common.one_line(str(exc)))
+    finally:
+        engine.dispose()
+    status["head"] = migrate.head_revision()
+    return status
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from tapdb_core.cli.pg import data_dir_for
+
+    name, chosen_by = common.env_name(args)
+    cfg = common.resolve_config(args)
+    target = common.target_of(cfg)
+    common.remember(target)
+    settings = cfg.masked()
+    if target.from_database_url:
+        for field, value in (
+            ("host", target.host),
+            ("port", str(target.port)),
+            ("user", target.user),
+            ("password", "****" if target.password else ""),
+            ("database", target.database),
+        ):
+            settings[field] = {
+                "value": value,
+                "source": "$DATABASE_URL",
+                "overridden": settings[field]["value"],
+            }
+    data_dir, data_dir_source = data_dir_for(args, cfg)
+    if getattr(args, "config", None):
+        searched = [str(args.config)]
+    else:
+        searched = [str(p) for p in config_search_path(getattr(args, "database_name", None))]
+    result: dict[str, Any] = {
+        "version": __version__,
+        "env": name,
+        "env_source": chosen_by,
+        "config_file": str(cfg.config_file) if cfg.config_file else None,
+        "config_search_path": searched,
+        "database_url_set": target.from_database_url,
+        "url": target.masked_url(),
+        "settings": settings,
+        "local_data_dir": {"path": str(data_dir), "source": data_dir_source},
+    }
+    if not args.offline:
+        result["status"] = _server_status(target)
+    if args.json:
+        common.print_json(result)
+        return 0
+    common.out(f"tapdb {__version__}")
+    common.out(f"environment   {name} (from {chosen_by})")
+    if cfg.config_file:
+        common.out(f"config file   {cfg.config_file}")
+    else:
+        common.out("config file   none found; searched:")
+        for path in result["config_search_path"]:
+            common.out(f"                {path}")
+    if target.from_database_url:
+        common.out("DATABASE_URL  set: it overrides host, port, user, password and database")
+    common.out(f"url           {target.masked_url()}")
+    common.out("settings:")
+    width = max(len(k) for k in settings)
+    for field, entry in settings.items():
+        value = entry["value"] if entry["value"] != "" else '""'
+        common.out(f"  {field.ljust(width)}  {value}  ({entry['source']})")
+    common.out(f"local data dir  {data_dir} ({data_dir_source})")
+    status = result.get("status")
+    if status:
+        if not status.get("reachable"):
+            common.out(f"server        {status['server']}: unreachable")
+        elif not status.get("database_exists"):
+            common.out(f"server        {status['server']}: up; database missing")
+        else:
+            revision = status.get("revision") or "none (no tapdb schema)"
+            common.out(
+                f"server        {status['server']}: up (PostgreSQL {status.get('server_version')})"
+            )
+            common.out(f"schema        revision {revision}, code head {status['head']}")
+        if status.get("problem"):
+            common.note(f"note: {status['problem']}")
+    if os.environ.get("PGPASSWORD") and not target.from_database_url:
+        common.note("note: PGPASSWORD is set and is used as the password")
+    return 0

@@ -1,0 +1,310 @@
+"""``tapdb pg``: a local PostgreSQL cluster per environment.
+
+The data directory is ``--data-dir``, else ``$TAPDB_DATA_DIR/<env>``, else the
+``data_dir`` recorded in the config file, else ``./postgres_data/<env>``. The
+port is the environment's resolved port, so the port started is the port the
+other commands connect to; ``start-local -p PORT`` records a different port in
+the config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from psycopg import conninfo as pg_conninfo
+from psycopg import pq
+
+from tapdb_core import config as tconfig
+from tapdb_core.cli import common
+from tapdb_core.cli.localconfig import check_recorded, record_local_settings
+from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
+from tapdb_core.errors import TapdbError
+from tapdb_core.pgruntime import LocalCluster, PgBinaries, find_binaries
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+
+
+def configure(sub: Subparsers) -> None:
+    pg = group(sub, "pg", "local PostgreSQL cluster of an environment (data-dir based)")
+
+    p = leaf(pg, "init", "initialise the data directory (initdb)", cmd_init)
+    add_env_argument(p)
+    _data_dir_option(p)
+    common.add_guard_options(p, prod_name=False)
+    p.set_defaults()
+
+    p = leaf(
+        pg,
+        "start-local",
+        "start the local cluster and wait until it accepts connections",
+        cmd_start,
+    )
+    add_env_argument(p)
+    _data_dir_option(p)
+    p.add_argument(
+        "-p",
+        "--port",
+        type=int,
+        help="port to listen on; recorded in the config file so later commands use it",
+    )
+
+    p = leaf(pg, "stop-local", "stop the local cluster (fast mode)", cmd_stop)
+    add_env_argument(p)
+    _data_dir_option(p)
+
+    p = leaf(pg, "status", "local cluster state and whether the server answers", cmd_status)
+    add_env_argument(p)
+    _data_dir_option(p)
+
+    p = leaf(pg, "logs", "show the local cluster's server log", cmd_logs, json_flag=False)
+    add_env_argument(p)
+    _data_dir_option(p)
+    p.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
+    p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+
+
+def _data_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="data directory (default: $TAPDB_DATA_DIR/ENV, the config's data_dir, "
+        "./postgres_data/ENV)",
+    )
+
+
+def data_dir_for(args: argparse.Namespace, cfg: tconfig.DatabaseConfig) -> tuple[Path, str]:
+    """The data directory of ``cfg.env`` and where that choice came from."""
+    given = getattr(args, "data_dir", None)
+    if given:
+        return Path(given).expanduser().absolute(), "--data-dir"
+    root = os.environ.get("TAPDB_DATA_DIR")
+    if root:
+        return (Path(root).expanduser() / cfg.env).absolute(), "$TAPDB_DATA_DIR"
+    try:
+        recorded = common.env_sections(cfg.config_file).get(cfg.env, {}).get("data_dir")
+    except TapdbError:
+        recorded = None
+    if isinstance(recorded, str) and recorded:
+        base = cfg.config_file.parent if cfg.config_file else Path.cwd()
+        return (base / Path(recorded).expanduser()).absolute(), str(cfg.config_file)
+    return (Path("postgres_data") / cfg.env).absolute(), "default"
+
+
+def refuse_protected(env: str) -> None:
+    if env in common.PROTECTED_ENVS:
+        raise common.UsageError(
+            f"{env} is never a local cluster: use an external PostgreSQL for it"
+        )
+
+
+def is_local_host(host: str) -> bool:
+    return host in LOCAL_HOSTS or host.startswith("/")
+
+
+def binaries_for(cfg: tconfig.DatabaseConfig) -> PgBinaries | None:
+    """The PostgreSQL the cluster was bootstrapped with (``pg_bin`` in the config), so a
+    cluster made with the pgserver wheel's binaries is not started by another version.
+    None: let :func:`find_binaries` search ($TAPDB_PG_BIN first)."""
+    if os.environ.get("TAPDB_PG_BIN"):
+        return None
+    try:
+        recorded = common.env_sections(cfg.config_file).get(cfg.env, {}).get("pg_bin")
+    except TapdbError:
+        return None
+    if isinstance(recorded, str) and recorded and Path(recorded).is_dir():
+        return find_binaries(recorded)
+    return None
+
+
+def cluster_for(
+    args: argparse.Namespace, cfg: tconfig.DatabaseConfig, port: int | None = None
+) -> tuple[LocalCluster, common.Target]:
+    target = common.target_of(cfg)
+    common.remember(target)
+    data_dir, _ = data_dir_for(args, cfg)
+    cluster = LocalCluster(data_dir=data_dir, port=port or target.port, binaries=binaries_for(cfg))
+    return cluster, target
+
+
+def superuser_for(cfg: tconfig.DatabaseConfig) -> str:
+    """The superuser a new local cluster gets: the configured user, else ``postgres``
+    (not the OS user: root or a login name make odd role names)."""
+    if cfg.settings["user"].source == "default" and not cfg.url_override:
+        return "postgres"
+    return cfg.user or "postgres"
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as PostgreSQL does: connections of a stopped server in TIME_WAIT do not count
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def server_answers(target: common.Target) -> bool:
+    params: dict[str, Any] = {
+        "host": target.host,
+        "port": target.port,
+        "dbname": "postgres",
+        "user": target.user or "postgres",
+        "connect_timeout": 3,
+    }
+    info = pg_conninfo.make_conninfo(**params)
+    return bool(pq.PGconn.ping(info.encode()) == pq.Ping.OK)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    refuse_protected(args.env)
+    cfg = common.resolve_config(args, args.env)
+    cluster, target = cluster_for(args, cfg)
+    if cluster.is_initialized and args.force:
+        common.gate(args, f"delete and re-create the cluster in {cluster.data_dir}")
+    elif cluster.is_initialized:
+        common.warn(f"{cluster.data_dir} is already initialised (use --force to re-create it)")
+        if args.json:
+            common.print_json({"data_dir": cluster.data_dir, "created": False})
+        return 0
+    common.progress(f"initdb {cluster.data_dir}")
+    superuser = superuser_for(cfg)
+    created = cluster.init(superuser=superuser, password=target.password or None, force=args.force)
+    if superuser != target.user:
+        record_local_settings(args, cfg, {"user": superuser})
+    if args.json:
+        common.print_json(
+            {"data_dir": cluster.data_dir, "created": created, "superuser": superuser}
+        )
+    else:
+        common.out(f"initialised {cluster.data_dir} (superuser {superuser!r})")
+        common.note(f"next: tapdb pg start-local {args.env}")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    refuse_protected(args.env)
+    cfg = common.resolve_config(args, args.env)
+    cluster, target = cluster_for(args, cfg, args.port)
+    if not is_local_host(target.host):
+        common.warn(f"environment {args.env} connects to {target.where}, not to this local cluster")
+    if not cluster.is_initialized:
+        raise common.CliError(
+            f"{cluster.data_dir} is not initialised: run `tapdb pg init {args.env}` first "
+            f"(or `tapdb bootstrap local`)"
+        )
+    already = cluster.status().running
+    if not already and not port_is_free(cluster.port):
+        raise common.CliError(
+            f"port {cluster.port} is already in use by another server: choose one with "
+            f"`tapdb pg start-local {args.env} -p PORT`"
+        )
+    common.progress(f"starting PostgreSQL on port {cluster.port}")
+    cluster.start()
+    recorded = None
+    if args.port and args.port != target.port:
+        recorded = record_local_settings(args, cfg, {"port": args.port})
+        for problem in check_recorded(args, args.env, port=args.port):
+            common.warn(problem)
+    url = target.url.set(port=cluster.port).render_as_string(hide_password=True)
+    if args.json:
+        common.print_json(
+            {
+                "data_dir": cluster.data_dir,
+                "port": cluster.port,
+                "already_running": already,
+                "url": url,
+                "recorded_in": recorded,
+            }
+        )
+    else:
+        state = "was already running" if already else "started"
+        common.out(f"PostgreSQL {state} on 127.0.0.1:{cluster.port} (data dir {cluster.data_dir})")
+        common.out(f"url: {url}")
+        if recorded:
+            common.note(f"port {cluster.port} recorded in {recorded}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    cfg = common.resolve_config(args, args.env)
+    cluster, _ = cluster_for(args, cfg)
+    status = cluster.status()
+    if status.running:
+        common.progress(f"stopping PostgreSQL (pid {status.pid})")
+        cluster.stop(mode="fast")
+    if args.json:
+        common.print_json({"data_dir": cluster.data_dir, "was_running": status.running})
+    elif status.running:
+        common.out(f"stopped PostgreSQL (pid {status.pid}, data dir {cluster.data_dir})")
+    else:
+        common.out(f"not running (data dir {cluster.data_dir})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    cfg = common.resolve_config(args, args.env)
+    cluster, target = cluster_for(args, cfg)
+    status = cluster.status()
+    answers = server_answers(target)
+    result = {
+        "env": cfg.env,
+        "data_dir": status.data_dir,
+        "initialized": status.initialized,
+        "running": status.running,
+        "pid": status.pid,
+        "port": status.port,
+        "log_file": status.log_file,
+        "server": target.where,
+        "server_answers": answers,
+    }
+    if args.json:
+        common.print_json(result)
+    else:
+        local = (
+            f"running (pid {status.pid}, port {status.port})"
+            if status.running
+            else ("stopped" if status.initialized else "not initialised")
+        )
+        common.out(f"local cluster  {status.data_dir}: {local}")
+        common.out(
+            f"server         {target.where}: {'accepts connections' if answers else 'no answer'}"
+        )
+    return 0 if answers else 1
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    cfg = common.resolve_config(args, args.env)
+    cluster, _ = cluster_for(args, cfg)
+    log = cluster.log_file
+    if not log.exists():
+        raise common.CliError(f"no server log at {log} (has the cluster been started?)")
+    if args.lines < 0:
+        raise common.UsageError("--lines must be 0 or more")
+    text = cluster.log_tail(args.lines)
+    if text:
+        sys.stdout.write(text + "\n")
+    if not args.follow:
+        return 0
+    with log.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        try:
+            while True:
+                chunk = fh.read()
+                if chunk:
+                    sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            return 0
