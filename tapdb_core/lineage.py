@@ -135,19 +135,22 @@ def _walk_sql(direction: Direction) -> str:
     ),
     firsts AS (
         SELECT uuid, min(depth) AS depth FROM walk GROUP BY uuid
+    ),
+    via AS (
+        SELECT DISTINCT ON (f.uuid) f.uuid, f.depth, e.relationship_type, e.euid
+          FROM firsts f
+          JOIN generic_instance_lineage e ON e.{far} = f.uuid AND NOT e.is_deleted
+          JOIN firsts up ON up.uuid = e.{near} AND up.depth = f.depth - 1
+         WHERE f.depth > 0
+           AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[])))
+         ORDER BY f.uuid, e.uuid
     )
-    SELECT i.*, f.depth AS walk_depth, v.relationship_type AS walk_relationship_type, v.euid AS walk_via
-      FROM firsts f
-      JOIN generic_instance i ON i.uuid = f.uuid
-      CROSS JOIN LATERAL (
-            SELECT e.relationship_type, e.euid
-              FROM generic_instance_lineage e
-              JOIN firsts up ON up.uuid = e.{near} AND up.depth = f.depth - 1
-             WHERE e.{far} = f.uuid AND NOT e.is_deleted
-               AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[])))
-             ORDER BY e.uuid LIMIT 1) v
-     WHERE f.depth > 0 AND NOT i.is_deleted
-     ORDER BY f.depth, i.uuid
+    SELECT i.*, v.depth AS walk_depth, v.relationship_type AS walk_relationship_type,
+           v.euid AS walk_via
+      FROM via v
+      JOIN generic_instance i ON i.uuid = v.uuid
+     WHERE NOT i.is_deleted
+     ORDER BY v.depth, i.uuid
     """
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
 import marshal
 import string
 from collections.abc import Callable, Iterable, Mapping
@@ -142,7 +141,7 @@ def _path_key(path: Iterable[str | int]) -> tuple[tuple[int, int | str], ...]:
 # -- json_addl_schema -------------------------------------------------------------------
 
 _VALIDATOR_CACHE_SIZE: Final = 256
-_validators: dict[tuple[int, str], Draft202012Validator] = {}
+_validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
 
 
 def _validator(template: Template, where: str) -> Draft202012Validator | None:
@@ -155,10 +154,13 @@ def _validator(template: Template, where: str) -> Draft202012Validator | None:
             f"{where}: json_addl_schema of {template.template_code} is not an object",
             [Violation(path="", message=f"expected an object, got {type(schema).__name__}")],
         )
-    key = (template.uuid, json.dumps(schema, sort_keys=True, default=str))
-    found = _validators.get(key)
-    if found is not None:
-        return found
+    # Keyed on the schema object itself (kept alive in the entry, so its id
+    # cannot be reused): serialising the schema on every call cost more than
+    # validating.
+    key = id(schema)
+    entry = _validators.get(key)
+    if entry is not None and entry[0] is schema:
+        return entry[1]
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -170,7 +172,7 @@ def _validator(template: Template, where: str) -> Draft202012Validator | None:
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     if len(_validators) >= _VALIDATOR_CACHE_SIZE:
         _validators.clear()
-    _validators[key] = validator
+    _validators[key] = (schema, validator)
     return validator
 
 
@@ -178,6 +180,8 @@ def _run_validator(
     validator: Draft202012Validator, template: Template, json_addl: Any, where: str
 ) -> None:
     try:
+        if validator.is_valid(json_addl):  # the common case; errors are collected only when invalid
+            return
         errors = list(validator.iter_errors(json_addl))
     except Exception as exc:  # unresolvable $ref, bad regex, ...
         raise ValidationError(

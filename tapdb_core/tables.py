@@ -152,17 +152,19 @@ generic_instance = Table(
     Index("ix_generic_instance_template_uuid", "template_uuid"),
     Index("ix_generic_instance_code", "category", "type", "subtype", "version"),
     Index(
-        "ix_generic_instance_json_addl",
-        "json_addl",
-        postgresql_using="gin",
-        postgresql_ops={"json_addl": "jsonb_path_ops"},
-    ),
-    Index(
         "uq_generic_instance_live_singleton",
         "template_uuid",
         unique=True,
         postgresql_where=text("is_singleton AND NOT is_deleted"),
     ),
+)
+
+# Containment queries on properties are served by this expression index.
+Index(
+    "ix_generic_instance_properties",
+    generic_instance.c.json_addl["properties"].label("properties"),
+    postgresql_using="gin",
+    postgresql_ops={"properties": "jsonb_path_ops"},
 )
 
 generic_instance_lineage = Table(

@@ -311,7 +311,10 @@ CREATE TABLE generic_instance (
 );
 CREATE INDEX ix_generic_instance_template_uuid ON generic_instance (template_uuid);
 CREATE INDEX ix_generic_instance_code ON generic_instance (category, type, subtype, version);
-CREATE INDEX ix_generic_instance_json_addl ON generic_instance USING gin (json_addl jsonb_path_ops);
+-- Containment queries are on properties; indexing the whole json_addl would
+-- also index every materialised action definition of every instance.
+CREATE INDEX ix_generic_instance_properties ON generic_instance
+    USING gin ((json_addl -> 'properties') jsonb_path_ops);
 CREATE UNIQUE INDEX uq_generic_instance_live_singleton ON generic_instance (template_uuid)
     WHERE is_singleton AND NOT is_deleted;
 
@@ -665,35 +668,16 @@ CREATE FUNCTION tapdb_lineage_assert_acyclic(p_parents bigint[], p_children bigi
 LANGUAGE plpgsql AS $$
 DECLARE
     bad record;
-    locked boolean := false;
 BEGIN
     IF cardinality(p_parents) = 0 THEN
         RETURN;
     END IF;
-    LOOP
-        -- One pass: walk down from every new child (reaching that edge's parent
-        -- means a cycle) and learn whether any child existed before this
-        -- transaction (then the guard lock is needed, see above).
-        WITH RECURSIVE walk (target, node) AS (
-            SELECT n.parent, n.child FROM unnest(p_parents, p_children) AS n(parent, child)
-            UNION
-            -- LATERAL ... OFFSET 0 keeps this a nested loop of index probes: the
-            -- planner cannot estimate the work table and otherwise picks a hash
-            -- join over a sequential scan of the whole edge table.
-            SELECT w.target, l.child_instance_uuid
-              FROM walk w
-              CROSS JOIN LATERAL (SELECT c.child_instance_uuid
-                                    FROM generic_instance_lineage c
-                                   WHERE c.parent_instance_uuid = w.node AND NOT c.is_deleted
-                                  OFFSET 0) l
-        )
-        SELECT (SELECT w.target FROM walk w WHERE w.node = w.target LIMIT 1) AS target,
-               (NOT locked AND EXISTS (SELECT 1
-                                         FROM unnest(p_children) AS n(child)
-                                         JOIN generic_instance c ON c.uuid = n.child
-                                        WHERE c.created_xid <> pg_current_xact_id())) AS needs_lock
-          INTO bad;
-        EXIT WHEN bad.target IS NOT NULL OR NOT bad.needs_lock;
+    -- Edges into nodes that existed before this transaction take the guard
+    -- lock first (see above); a plate's edges into its new wells do not.
+    IF EXISTS (SELECT 1
+                 FROM unnest(p_children) AS n(child)
+                 JOIN generic_instance c ON c.uuid = n.child
+                WHERE c.created_xid <> pg_current_xact_id()) THEN
         IF NOT pg_try_advisory_xact_lock(hashtext('tapdb_lineage_cycle_guard')) THEN
             PERFORM pg_advisory_xact_lock(hashtext('tapdb_lineage_cycle_guard'));
             IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -702,10 +686,24 @@ BEGIN
                     USING ERRCODE = 'serialization_failure';
             END IF;
         END IF;
-        -- walk again, now under the lock and with a fresh snapshot
-        locked := true;
-    END LOOP;
-    IF bad.target IS NOT NULL THEN
+    END IF;
+
+    -- Walk down from every new child; reaching that edge's parent means a cycle.
+    WITH RECURSIVE walk (target, node) AS (
+        SELECT n.parent, n.child FROM unnest(p_parents, p_children) AS n(parent, child)
+        UNION
+        -- LATERAL ... OFFSET 0 keeps this a nested loop of index probes: the
+        -- planner cannot estimate the work table and otherwise picks a hash
+        -- join over a sequential scan of the whole edge table.
+        SELECT w.target, l.child_instance_uuid
+          FROM walk w
+          CROSS JOIN LATERAL (SELECT c.child_instance_uuid
+                                FROM generic_instance_lineage c
+                               WHERE c.parent_instance_uuid = w.node AND NOT c.is_deleted
+                              OFFSET 0) l
+    )
+    SELECT w.target INTO bad FROM walk w WHERE w.node = w.target LIMIT 1;
+    IF FOUND THEN
         SELECT e.euid, p.euid AS parent_euid, c.euid AS child_euid
           INTO bad
           FROM unnest(p_parents, p_children) AS n(parent, child)
