@@ -65,7 +65,8 @@ _TRACK_EXECUTION: Final = text(
        AND (coalesce((json_addl #>> CAST(:max_path AS text[]))::numeric, -1) < 0
             OR coalesce((json_addl #>> CAST(:count_path AS text[]))::numeric, 0)
                < (json_addl #>> CAST(:max_path AS text[]))::numeric)
-    RETURNING (json_addl #>> CAST(:count_path AS text[]))::bigint AS executed, now() AS executed_at
+    RETURNING (json_addl #>> CAST(:count_path AS text[]))::bigint AS executed,
+              to_jsonb(now()) #>> '{}' AS executed_at
     """
 )
 
@@ -312,7 +313,7 @@ class ActionDispatcher:
                         captured=captured,
                         result=result,
                         user=user or previous_user,
-                        executed_at=tracked.executed_at.isoformat(),
+                        executed_at=tracked.executed_at,  # same text as stored in json_addl
                     )
                 except TapdbError as exc:
                     savepoint.rollback()
