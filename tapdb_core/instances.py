@@ -52,7 +52,7 @@ _INSERT_INSTANCES = text(
                euid_prefix text, euid_seq bigint, name text, polymorphic_discriminator text,
                category text, type text, subtype text, version text, template_uuid bigint,
                json_addl jsonb, bstatus text, is_singleton boolean)
-    RETURNING *
+    RETURNING uuid, euid, created_dt, modified_dt
     """
 )
 
@@ -143,7 +143,7 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
         else:
             parent = node.parent_index
             names.append(node.render_name(node_euids[parent], names[parent]))
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "euid_prefix": n.template.instance_prefix,
             "euid_seq": seqs[i],
@@ -162,8 +162,29 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
     ]
     with translated():
         inserted = conn.execute(_INSERT_INSTANCES, {"rows": json.dumps(rows)}).all()
-    by_euid = {r.euid: Instance.from_row(r) for r in inserted}
-    instances = tuple(by_euid[e] for e in node_euids)
+    # The database returns only what it decided (keys, EUIDs, timestamps);
+    # everything else is the plan's own data, so 100+ KB of JSON is not parsed back.
+    by_euid = {r.euid: r for r in inserted}
+    instances = tuple(
+        Instance(
+            uuid=by_euid[e].uuid,
+            euid=e,
+            name=row["name"],
+            polymorphic_discriminator=row["polymorphic_discriminator"],
+            category=row["category"],
+            type=row["type"],
+            subtype=row["subtype"],
+            version=row["version"],
+            template_uuid=row["template_uuid"],
+            json_addl=row["json_addl"],
+            bstatus=row["bstatus"],
+            is_singleton=row["is_singleton"],
+            is_deleted=False,
+            created_dt=by_euid[e].created_dt,
+            modified_dt=by_euid[e].modified_dt,
+        )
+        for e, row in zip(node_euids, rows, strict=True)
+    )
     lineages: tuple[Lineage, ...] = ()
     if planned.edges:
         edges = [

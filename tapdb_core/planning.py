@@ -46,6 +46,7 @@ from tapdb_core.errors import (
     ValidationError,
     Violation,
 )
+from tapdb_core.fastschema import Predicate, compile_schema
 from tapdb_core.values import Template
 
 __all__ = [
@@ -141,10 +142,12 @@ def _path_key(path: Iterable[str | int]) -> tuple[tuple[int, int | str], ...]:
 # -- json_addl_schema -------------------------------------------------------------------
 
 _VALIDATOR_CACHE_SIZE: Final = 256
-_validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator]] = {}
+_validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator, Predicate | None]] = {}
 
 
-def _validator(template: Template, where: str) -> Draft202012Validator | None:
+def _validator(
+    template: Template, where: str
+) -> tuple[Draft202012Validator, Predicate | None] | None:
     """The (cached) validator of the template's ``json_addl_schema``; None without one."""
     schema = template.json_addl_schema
     if schema is None:
@@ -160,7 +163,7 @@ def _validator(template: Template, where: str) -> Draft202012Validator | None:
     key = id(schema)
     entry = _validators.get(key)
     if entry is not None and entry[0] is schema:
-        return entry[1]
+        return entry[1], entry[2]
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -172,15 +175,22 @@ def _validator(template: Template, where: str) -> Draft202012Validator | None:
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     if len(_validators) >= _VALIDATOR_CACHE_SIZE:
         _validators.clear()
-    _validators[key] = (schema, validator)
-    return validator
+    fast = compile_schema(schema)
+    _validators[key] = (schema, validator, fast)
+    return validator, fast
 
 
 def _run_validator(
-    validator: Draft202012Validator, template: Template, json_addl: Any, where: str
+    validators: tuple[Draft202012Validator, Predicate | None],
+    template: Template,
+    json_addl: Any,
+    where: str,
 ) -> None:
+    validator, fast = validators
+    if fast is not None and fast(json_addl):
+        return  # accepted by the exact fast check (tapdb_core.fastschema)
     try:
-        if validator.is_valid(json_addl):  # the common case; errors are collected only when invalid
+        if validator.is_valid(json_addl):  # errors are collected only when invalid
             return
         errors = list(validator.iter_errors(json_addl))
     except Exception as exc:  # unresolvable $ref, bad regex, ...
@@ -437,7 +447,7 @@ class _Planner:
         self._layouts: dict[str, list[_Entry]] = {}
         self._bases: dict[str, _Snapshot] = {}
         self._children: dict[tuple[str, int | None], _Snapshot | dict[str, Any]] = {}
-        self._validators: dict[str, Draft202012Validator | None] = {}
+        self._validators: dict[str, tuple[Draft202012Validator, Predicate | None] | None] = {}
         self._info: dict[int, tuple[str, str, str]] = {}
 
     def info(self, template: Template) -> tuple[str, str, str]:
