@@ -10,11 +10,12 @@ the messages. So the predicate must never accept what ``jsonschema`` rejects;
 ``jsonschema`` on the seed schemas.
 
 Supported (draft 2020-12 semantics): type, properties, required,
-additionalProperties, dependentRequired, items (single schema), minItems,
-maxItems, uniqueItems, minimum, maximum, exclusiveMinimum, exclusiveMaximum,
-minLength, maxLength, pattern, enum, const, boolean schemas; annotations
-($schema, $id, $comment, title, description, default, examples, deprecated,
-readOnly, writeOnly).
+additionalProperties, propertyNames, dependentRequired, items (single schema),
+minItems, maxItems, uniqueItems, minimum, maximum, exclusiveMinimum,
+exclusiveMaximum, minLength, maxLength, pattern, enum, const, if/then/else,
+``$ref`` to ``#/$defs/NAME`` of the same document, boolean schemas;
+annotations ($schema, $id, $comment, title, description, default, examples,
+deprecated, readOnly, writeOnly, $defs).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ _ANNOTATIONS: Final = frozenset(
         "deprecated",
         "readOnly",
         "writeOnly",
+        "$defs",
     }
 )
 
@@ -80,6 +82,34 @@ def json_equal(a: Any, b: Any) -> bool:
     return False
 
 
+class _Context:
+    """The root document, for ``$ref`` to its ``$defs`` (compiled once, recursion-safe)."""
+
+    def __init__(self, root: Any) -> None:
+        self.root = root
+        self.defs: dict[str, Predicate] = {}
+
+    def ref(self, target: Any) -> Predicate:
+        prefix = "#/$defs/"
+        if not isinstance(target, str) or not target.startswith(prefix):
+            raise _Unsupported
+        name = target[len(prefix) :]
+        if "/" in name or "~" in name or "%" in name:
+            raise _Unsupported
+        defs = self.root.get("$defs") if isinstance(self.root, Mapping) else None
+        if not isinstance(defs, Mapping) or name not in defs:
+            raise _Unsupported
+        if name not in self.defs:
+            slot: list[Predicate] = []
+
+            def late(v: Any) -> bool:  # lets a definition refer to itself
+                return slot[0](v)
+
+            self.defs[name] = late
+            slot.append(_compile(defs[name], self))
+        return self.defs[name]
+
+
 def _type_check(value: Any) -> Predicate:
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, list) or not all(n in _TYPE_CHECKS for n in names):
@@ -92,10 +122,10 @@ def _type_check(value: Any) -> Predicate:
     return check
 
 
-def _properties(value: Any) -> Predicate:
+def _properties(value: Any, ctx: _Context) -> Predicate:
     if not isinstance(value, Mapping):
         raise _Unsupported
-    subs = {name: _compile(sub) for name, sub in value.items()}
+    subs = {name: _compile(sub, ctx) for name, sub in value.items()}
 
     def check(v: Any) -> bool:
         return not isinstance(v, dict) or all(c(v[n]) for n, c in subs.items() if n in v)
@@ -103,11 +133,11 @@ def _properties(value: Any) -> Predicate:
     return check
 
 
-def _additional(schema: Mapping[str, Any], value: Any) -> Predicate:
+def _additional(schema: Mapping[str, Any], value: Any, ctx: _Context) -> Predicate:
     if "patternProperties" in schema:
         raise _Unsupported
     known = frozenset(schema.get("properties", {}))
-    extra = _compile(value)
+    extra = _compile(value, ctx)
 
     def check(v: Any) -> bool:
         return not isinstance(v, dict) or all(extra(x) for n, x in v.items() if n not in known)
@@ -139,10 +169,10 @@ def _dependent_required(value: Any) -> Predicate:
     return check
 
 
-def _items(schema: Mapping[str, Any], value: Any) -> Predicate:
+def _items(schema: Mapping[str, Any], value: Any, ctx: _Context) -> Predicate:
     if "prefixItems" in schema:
         raise _Unsupported
-    each = _compile(value)
+    each = _compile(value, ctx)
 
     def check(v: Any) -> bool:
         return not isinstance(v, list) or all(each(i) for i in v)
@@ -237,7 +267,27 @@ def _always(result: bool) -> Predicate:
     return check
 
 
-def _compile(schema: Any) -> Predicate:
+def _property_names(value: Any, ctx: _Context) -> Predicate:
+    name_ok = _compile(value, ctx)
+
+    def check(v: Any) -> bool:
+        return not isinstance(v, dict) or all(name_ok(n) for n in v)
+
+    return check
+
+
+def _conditional(schema: Mapping[str, Any], ctx: _Context) -> Predicate:
+    condition = _compile(schema["if"], ctx)
+    then = _compile(schema.get("then", True), ctx)
+    otherwise = _compile(schema.get("else", True), ctx)
+
+    def check(v: Any) -> bool:
+        return then(v) if condition(v) else otherwise(v)
+
+    return check
+
+
+def _compile(schema: Any, ctx: _Context) -> Predicate:
     if schema is True or schema is False:
         return _always(schema)
     if not isinstance(schema, Mapping):
@@ -249,15 +299,23 @@ def _compile(schema: Any) -> Predicate:
         if key == "type":
             check = _type_check(value)
         elif key == "properties":
-            check = _properties(value)
+            check = _properties(value, ctx)
         elif key == "additionalProperties":
-            check = _additional(schema, value)
+            check = _additional(schema, value, ctx)
+        elif key == "propertyNames":
+            check = _property_names(value, ctx)
+        elif key == "if":
+            check = _conditional(schema, ctx)
+        elif key in ("then", "else"):
+            check = None  # applied through "if"; ignored without it, as the spec says
+        elif key == "$ref":
+            check = ctx.ref(value)
         elif key == "required":
             check = _required(value)
         elif key == "dependentRequired":
             check = _dependent_required(value)
         elif key == "items":
-            check = _items(schema, value)
+            check = _items(schema, value, ctx)
         elif key in ("minItems", "maxItems", "minLength", "maxLength"):
             check = _length(key, value)
         elif key == "uniqueItems":
@@ -285,6 +343,6 @@ def compile_schema(schema: Any) -> Predicate | None:
     """A predicate that says True only for instances the schema accepts; None
     when the schema uses something this module does not handle."""
     try:
-        return _compile(schema)
+        return _compile(schema, _Context(schema))
     except (_Unsupported, RecursionError):
         return None

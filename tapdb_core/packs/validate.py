@@ -45,6 +45,7 @@ from tapdb_core.euid import (
     LINEAGE_PREFIX,
     TEMPLATE_PREFIX,
 )
+from tapdb_core.fastschema import Predicate, compile_schema
 from tapdb_core.packs.load import (
     CodeIndex,
     PackDirs,
@@ -210,6 +211,11 @@ def json_addl_validator(schema: Mapping[str, Any]) -> Draft202012Validator:
 @functools.lru_cache(maxsize=1)
 def _pack_validator() -> Draft202012Validator:
     return Draft202012Validator(_pack_schema())
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_pack_check() -> Predicate | None:
+    return compile_schema(_pack_schema())
 
 
 @functools.lru_cache(maxsize=1)
@@ -411,6 +417,9 @@ class _Validation:
 
     # -- structural ----------------------------------------------------------
     def check_document(self, path: Path, document: Any) -> None:
+        fast = _fast_pack_check()
+        if fast is not None and fast(document):
+            return  # exact fast acceptance; jsonschema only explains rejections
         errors = sorted(
             _pack_validator().iter_errors(document), key=lambda e: _path_key(e.absolute_path)
         )

@@ -132,7 +132,7 @@ def test_fast_check_agrees_with_jsonschema_on_random_schemas(schema: Any, instan
 
 
 @pytest.mark.parametrize(
-    "schema", [{"$ref": "#/x"}, {"anyOf": [{}]}, {"format": "date"}, {"if": {}}, {"type": "thing"}]
+    "schema", [{"$ref": "#/x"}, {"anyOf": [{}]}, {"format": "date"}, {"not": {}}, {"type": "thing"}]
 )
 def test_unsupported_keywords_fall_back(schema: dict[str, Any]) -> None:
     assert compile_schema(schema) is None
@@ -144,3 +144,46 @@ def test_json_equality_keeps_booleans_apart_from_numbers() -> None:
     assert not json_equal(0, False)
     assert json_equal({"a": [1, "x"]}, {"a": [1.0, "x"]})
     assert not json_equal("1", 1)
+
+
+PACK_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "tapdb_core" / "packs" / "pack.schema.json").read_text()
+)
+SEED_TEMPLATES = [
+    t for path in sorted(SEEDS.glob("*/*.json")) for t in json.loads(path.read_text())["templates"]
+]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    template=st.sampled_from(SEED_TEMPLATES),
+    key=st.sampled_from(
+        [
+            "name",
+            "category",
+            "instance_prefix",
+            "is_singleton",
+            "json_addl",
+            "json_addl_schema",
+            "bogus_key",
+            "version",
+            "bstatus",
+        ]
+    ),
+    value=JSON,
+    inner=st.sampled_from(
+        [None, "instantiation_layouts", "action_imports", "expected_inputs", "properties"]
+    ),
+)
+def test_fast_check_agrees_with_jsonschema_on_the_pack_schema(
+    template: dict[str, Any], key: str, value: Any, inner: str | None
+) -> None:
+    mutated = json.loads(json.dumps(template))
+    if inner is not None and isinstance(mutated.get("json_addl"), dict):
+        mutated["json_addl"][inner] = value
+    else:
+        mutated[key] = value
+    for document in ({"templates": [template]}, {"templates": [mutated]}, {"templates": []}):
+        fast = compile_schema(PACK_SCHEMA)
+        assert fast is not None
+        assert fast(document) == Draft202012Validator(PACK_SCHEMA).is_valid(document)
