@@ -4,12 +4,34 @@ Typed functions live in modules named after what they handle (``templates``,
 ``instances``, ``lineage``, ``audit``, ``users``, ``actions``); ``connect``
 opens a database handle. The daylily-tapdb class API is a thin facade over
 them (``TAPDBConnection``, ``TemplateManager``, ``InstanceFactory``,
-``ActionDispatcher``).
+``ActionDispatcher``). Names are imported on first use, so ``tapdb --version``
+does not pay for SQLAlchemy and Alembic.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tapdb_core._version import __version__
-from tapdb_core.db import Database, connect
-from tapdb_core.facade import ActionDispatcher, InstanceFactory, TAPDBConnection, TemplateManager
+
+if TYPE_CHECKING:
+    from tapdb_core.db import Database, connect
+    from tapdb_core.facade import (
+        ActionDispatcher,
+        InstanceFactory,
+        TAPDBConnection,
+        TemplateManager,
+    )
+
+_LAZY = {
+    "Database": "tapdb_core.db",
+    "connect": "tapdb_core.db",
+    "ActionDispatcher": "tapdb_core.facade",
+    "InstanceFactory": "tapdb_core.facade",
+    "TAPDBConnection": "tapdb_core.facade",
+    "TemplateManager": "tapdb_core.facade",
+}
 
 __all__ = [
     "ActionDispatcher",
@@ -20,3 +42,12 @@ __all__ = [
     "__version__",
     "connect",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tapdb_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

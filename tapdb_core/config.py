@@ -22,6 +22,7 @@ from typing import Any, Final
 from urllib.parse import quote
 
 import attrs
+from sqlalchemy.engine import make_url
 
 from tapdb_core.errors import ConfigurationError
 
@@ -73,6 +74,10 @@ class DatabaseConfig:
     url_override: str | None = None
 
     def get(self, field: str) -> str:
+        if self.url_override and field in ("host", "port", "user", "password", "database"):
+            from_url = _url_field(self.url_override, field)
+            if from_url is not None:
+                return from_url
         return self.settings[field].value
 
     @property
@@ -101,9 +106,13 @@ class DatabaseConfig:
         return self.get("password")
 
     def url(self, database: str | None = None, driver: str = "postgresql+psycopg") -> str:
-        """SQLAlchemy URL; ``DATABASE_URL`` wins when set."""
-        if self.url_override and database is None:
-            return normalise_url(self.url_override, driver)
+        """SQLAlchemy URL; ``DATABASE_URL`` wins when set (``database`` still picks
+        another database on the same server)."""
+        if self.url_override:
+            url = make_url(normalise_url(self.url_override, driver))
+            if database is not None:
+                url = url.set(database=database)
+            return url.render_as_string(hide_password=False)
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
@@ -120,6 +129,20 @@ class DatabaseConfig:
             shown = "****" if name in _SECRET_FIELDS and setting.value else setting.value
             out[name] = {"value": shown, "source": setting.source}
         return out
+
+
+def _url_field(url: str, field: str) -> str | None:
+    parsed = make_url(normalise_url(url))
+    value = {
+        "host": parsed.host or parsed.query.get("host"),
+        "port": parsed.port,
+        "user": parsed.username,
+        "password": parsed.password,
+        "database": parsed.database,
+    }[field]
+    if isinstance(value, tuple):
+        value = value[0] if value else None
+    return None if value is None else str(value)
 
 
 def normalise_url(url: str, driver: str = "postgresql+psycopg") -> str:

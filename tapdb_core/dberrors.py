@@ -48,12 +48,28 @@ _BY_CONSTRAINT: Final[dict[str, tuple[type[TapdbError], str]]] = {
 }
 
 
+_UNREACHABLE: Final = (
+    "connection refused",
+    "could not connect",
+    "could not translate host name",
+    "timeout expired",
+    "no such file or directory",
+    "network is unreachable",
+    "no route to host",
+)
+
+
 def translate(exc: DBAPIError) -> TapdbError | None:
     """The tapdb error for a driver error, or None when it is not one of ours."""
     orig = exc.orig
     if isinstance(exc, OperationalError) and isinstance(orig, psycopg.OperationalError):
         if getattr(orig, "sqlstate", None) is None:
-            return DatabaseUnavailableError(f"database unreachable: {str(orig).strip()}")
+            text = str(orig).strip()
+            lowered = text.lower()
+            if any(m in lowered for m in _UNREACHABLE):
+                return DatabaseUnavailableError(f"database server unreachable: {text}")
+            # the server answered: a missing database, a rejected login, ...
+            return DatabaseUnavailableError(f"cannot connect: {text}")
     if not isinstance(orig, psycopg.Error):
         return None
     diag = orig.diag

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
 import attrs
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, select, text, update
 from sqlalchemy import delete as sa_delete
 
 from tapdb_core import euid as euids
@@ -168,6 +168,15 @@ _MUTABLE = (
     "is_singleton",
 )
 
+_EXISTING_BY_CODE = text(
+    """
+    SELECT g.* FROM generic_template g
+      JOIN unnest(CAST(:c AS text[]), CAST(:t AS text[]), CAST(:s AS text[]), CAST(:v AS text[]))
+           AS k(category, type, subtype, version)
+        ON (g.category, g.type, g.subtype, g.version) = (k.category, k.type, k.subtype, k.version)
+    """
+)
+
 UpsertOutcome = Literal["created", "updated", "unchanged", "skipped"]
 
 
@@ -199,9 +208,16 @@ def upsert_templates(
     keys = [(s.category, s.type, s.subtype, s.version) for s in specs]
     existing: dict[tuple[str, str, str, str], Any] = {}
     if keys:
-        code_cols = (t.c.category, t.c.type, t.c.subtype, t.c.version)
+        # one join against four parallel arrays: a 500-element row IN (...) list
+        # cost more to compile than to run
         rows = conn.execute(
-            select(t).where(func.row(*code_cols).in_([func.row(*k) for k in keys]))
+            _EXISTING_BY_CODE,
+            {
+                "c": [k[0] for k in keys],
+                "t": [k[1] for k in keys],
+                "s": [k[2] for k in keys],
+                "v": [k[3] for k in keys],
+            },
         ).all()
         existing = {(r.category, r.type, r.subtype, r.version): r for r in rows}
     results: list[UpsertResult] = []
