@@ -7,7 +7,6 @@ bypass it (that transaction may still roll back).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -20,6 +19,7 @@ from tapdb_core import euid as euids
 from tapdb_core.codes import TemplateCode, version_sort_key
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import TemplateNotFoundError, ValidationError, Violation
+from tapdb_core.fastschema import json_equal
 from tapdb_core.tables import generic_template as t
 from tapdb_core.values import Template
 
@@ -187,8 +187,14 @@ class UpsertResult:
     euid: str
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+def changed_fields(row: Any, spec: TemplateSpec) -> dict[str, Any]:
+    """The fields of ``spec`` whose values differ from the stored ``row`` (JSON
+    equality: key order does not matter, ``true`` is not ``1``)."""
+    return {
+        name: getattr(spec, name)
+        for name in _MUTABLE
+        if not json_equal(getattr(row, name), getattr(spec, name))
+    }
 
 
 def upsert_templates(
@@ -240,11 +246,7 @@ def upsert_templates(
             if not overwrite:
                 results.append(UpsertResult(code=str(spec.code), outcome="skipped", euid=row.euid))
                 continue
-            changed = {
-                name: value
-                for name, value in values.items()
-                if _canonical(getattr(row, name)) != _canonical(value)
-            }
+            changed = changed_fields(row, spec)
             if row.is_deleted:
                 changed["is_deleted"] = False
             if changed:

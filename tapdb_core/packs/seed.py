@@ -10,7 +10,6 @@ database and reports what seeding would do.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, TypeAlias
 
@@ -27,7 +26,13 @@ from tapdb_core.packs.validate import (
 )
 from tapdb_core.tables import generic_template as gt
 from tapdb_core.tables import identity_prefix_config
-from tapdb_core.templates import TemplateSpec, UpsertOutcome, UpsertResult, upsert_templates
+from tapdb_core.templates import (
+    TemplateSpec,
+    UpsertOutcome,
+    UpsertResult,
+    changed_fields,
+    upsert_templates,
+)
 
 SeedMode: TypeAlias = Literal["overwrite", "skip_existing"]
 #: called after each chunk with (templates done, templates in total)
@@ -214,10 +219,6 @@ def _ensure_sequences(conn: Connection, prefixes: Sequence[str]) -> None:
         ).all()
 
 
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
 def _plan(
     conn: Connection, specs: Sequence[TemplateSpec], *, overwrite: bool
 ) -> list[UpsertResult]:
@@ -245,9 +246,7 @@ def _plan(
             outcome = "created"
         elif not overwrite:
             outcome = "skipped"
-        elif row.is_deleted or any(
-            _canonical(getattr(row, name)) != _canonical(getattr(spec, name)) for name in _COMPARED
-        ):
+        elif row.is_deleted or changed_fields(row, spec):
             outcome = "updated"
         else:
             outcome = "unchanged"
