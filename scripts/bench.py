@@ -25,18 +25,16 @@ import json
 import random
 import statistics
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, text
 
 from tapdb_core import instances, lineage, migrate
 from tapdb_core.packs import seed_packs
-from tapdb_core.pgruntime import LocalCluster, free_port
+from tapdb_core.pgruntime import temporary_cluster
 from tapdb_core.templates import get_template
 
 PLATE = "container/plate/fixed-plate-96/1.0/"
@@ -48,15 +46,8 @@ def database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="tapdb-bench-") as tmp:
-        Path(tmp).chmod(0o755)
-        cluster = LocalCluster(data_dir=Path(tmp) / "data", port=free_port())
-        cluster.init()
-        cluster.start()
-        try:
-            yield cluster.url()
-        finally:
-            cluster.stop()
+    with temporary_cluster(fast_unsafe=False, prefix="tapdb-bench-") as cluster:
+        yield cluster.url()
 
 
 def timed(fn: Callable[[], object], repeat: int) -> list[float]:

@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, text
 
 from tapdb_core import migrate
 from tapdb_core.packs import seed_packs, validate_packs
-from tapdb_core.pgruntime import LocalCluster, free_port
+from tapdb_core.pgruntime import temporary_cluster
 
 LETTERS = "ABCDEFGHJKMNPQRSTVWXYZ"  # valid EUID prefix letters (no I, L, O, U)
 SCHEMA = {
@@ -46,15 +46,8 @@ def database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="tapdb-bench-seed-") as tmp:
-        Path(tmp).chmod(0o755)  # the unprivileged server user must reach the data dir as root
-        cluster = LocalCluster(data_dir=Path(tmp) / "data", port=free_port(), fast_unsafe=True)
-        cluster.init()
-        cluster.start()
-        try:
-            yield cluster.url()
-        finally:
-            cluster.stop()
+    with temporary_cluster(fast_unsafe=True, prefix="tapdb-bench-seed-") as cluster:
+        yield cluster.url()
 
 
 def prefix_for(index: int) -> str:

@@ -22,15 +22,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from sqlalchemy import Connection, create_engine, text
 
 from tapdb_core import migrate
-from tapdb_core.pgruntime import LocalCluster, free_port
+from tapdb_core.pgruntime import temporary_cluster
 
 PLATE_WITH_TRIGGERS = """
 DO $$
@@ -102,15 +100,8 @@ def database(url: str | None) -> Iterator[str]:
     if url:
         yield url
         return
-    with tempfile.TemporaryDirectory(prefix="tapdb-bench-") as tmp:
-        Path(tmp).chmod(0o755)  # reachable by the unprivileged server user when we are root
-        cluster = LocalCluster(data_dir=Path(tmp) / "data", port=free_port())
-        cluster.init()
-        cluster.start()
-        try:
-            yield cluster.url()
-        finally:
-            cluster.stop()
+    with temporary_cluster(fast_unsafe=False, prefix="tapdb-trigger-cost-") as cluster:
+        yield cluster.url()
 
 
 def run_plate(conn: Connection, sql: str) -> float:

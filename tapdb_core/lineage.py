@@ -137,13 +137,19 @@ def _walk_sql(direction: Direction) -> str:
         SELECT uuid, min(depth) AS depth FROM walk GROUP BY uuid
     ),
     via AS (
-        SELECT DISTINCT ON (f.uuid) f.uuid, f.depth, e.relationship_type, e.euid
-          FROM firsts f
-          JOIN generic_instance_lineage e ON e.{far} = f.uuid AND NOT e.is_deleted
-          JOIN firsts up ON up.uuid = e.{near} AND up.depth = f.depth - 1
-         WHERE f.depth > 0
-           AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[])))
-         ORDER BY f.uuid, e.uuid
+        -- OFFSET 0 fences the edge join: without it the planner, blind to the
+        -- CTE sizes, joins the two "firsts" on depth first (a near-cross product).
+        SELECT DISTINCT ON (fe.uuid) fe.uuid, fe.depth, fe.relationship_type, fe.euid
+          FROM (SELECT f.uuid, f.depth, e.uuid AS edge_uuid, e.relationship_type, e.euid,
+                       e.{near} AS up_uuid
+                  FROM firsts f
+                  JOIN generic_instance_lineage e ON e.{far} = f.uuid AND NOT e.is_deleted
+                 WHERE f.depth > 0
+                   AND (CAST(:types AS text[]) IS NULL
+                        OR e.relationship_type = ANY (CAST(:types AS text[])))
+                OFFSET 0) fe
+          JOIN firsts up ON up.uuid = fe.up_uuid AND up.depth = fe.depth - 1
+         ORDER BY fe.uuid, fe.edge_uuid
     )
     SELECT i.*, v.depth AS walk_depth, v.relationship_type AS walk_relationship_type,
            v.euid AS walk_via

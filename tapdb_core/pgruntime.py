@@ -862,3 +862,25 @@ class LocalCluster:
                     log_offset,
                 )
             time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def temporary_cluster(
+    *, fast_unsafe: bool = True, prefix: str = "tapdb-tmp-"
+) -> Iterator[LocalCluster]:
+    """A throwaway running cluster in a temporary directory, removed afterwards
+    (the tests' and the benchmarks' PostgreSQL). ``fast_unsafe`` turns fsync off."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        workdir.chmod(
+            0o755
+        )  # the unprivileged server user must reach the data dir when we are root
+        cluster = LocalCluster(data_dir=workdir / "data", port=free_port(), fast_unsafe=fast_unsafe)
+        cluster.init()
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

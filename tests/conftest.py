@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -23,7 +20,7 @@ from sqlalchemy.engine import URL, make_url
 
 from tapdb_core import migrate
 from tapdb_core.config import normalise_url
-from tapdb_core.pgruntime import LocalCluster, free_port
+from tapdb_core.pgruntime import temporary_cluster
 
 TEMPLATE_DB = "tapdb_test_template"
 SEEDED_DB = "tapdb_test_seeded"
@@ -37,16 +34,8 @@ def server_url() -> Iterator[URL]:
     if dsn:
         yield make_url(normalise_url(dsn))
         return
-    workdir = Path(tempfile.mkdtemp(prefix="tapdb-test-"))
-    workdir.chmod(0o755)  # the unprivileged server user must reach the data dir when we are root
-    cluster = LocalCluster(data_dir=workdir / "data", port=free_port(), fast_unsafe=True)
-    cluster.init()
-    cluster.start()
-    try:
+    with temporary_cluster(fast_unsafe=True, prefix="tapdb-test-") as cluster:
         yield make_url(cluster.url())
-    finally:
-        cluster.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
