@@ -14,8 +14,9 @@ import attrs
 from sqlalchemy import Connection, select, text
 from sqlalchemy import delete as sa_delete
 
+from tapdb_core import euid as euids
 from tapdb_core.dberrors import translated
-from tapdb_core.errors import NotFoundError, ValidationError, Violation
+from tapdb_core.errors import InstanceNotFoundError, NotFoundError, ValidationError, Violation
 from tapdb_core.instances import get as get_instance
 from tapdb_core.tables import generic_instance as gi
 from tapdb_core.tables import generic_instance_lineage as gl
@@ -53,22 +54,46 @@ def link(
             "relationship_type must be a non-empty string",
             [Violation(path="/relationship_type", message=repr(relationship_type))],
         )
-    p, c = _instance(conn, parent), _instance(conn, child)
+    for end in (parent, child):
+        if isinstance(end, str):
+            euids.parse(end)  # a malformed EUID is bad input, not "not found"
+    parent_ref = parent.euid if isinstance(parent, Instance) else parent
+    child_ref = child.euid if isinstance(child, Instance) else child
+    # One round trip: both ends are looked up by EUID inside the INSERT.
     with translated():
         row = conn.execute(
-            gl.insert()
-            .values(
-                parent_instance_uuid=p.uuid,
-                child_instance_uuid=c.uuid,
-                relationship_type=relationship_type,
-                name=f"{p.euid}->{c.euid}",
-                parent_type=p.polymorphic_discriminator,
-                child_type=c.polymorphic_discriminator,
-                json_addl=dict(json_addl or {}),
-            )
-            .returning(*gl.c)
-        ).one()
+            _LINK,
+            {
+                "parent": parent_ref,
+                "child": child_ref,
+                "relationship_type": relationship_type,
+                "json_addl": json.dumps(dict(json_addl or {})),
+            },
+        ).one_or_none()
+    if row is None:
+        missing = [
+            ref
+            for ref in (parent_ref, child_ref)
+            if conn.execute(
+                select(gi.c.uuid).where(gi.c.euid == ref, gi.c.is_deleted.is_(False))
+            ).first()
+            is None
+        ]
+        raise InstanceNotFoundError(f"instance {' and '.join(missing) or parent_ref} not found")
     return Lineage.from_row(row)
+
+
+_LINK = text(
+    """
+    INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid, relationship_type,
+                                          name, parent_type, child_type, json_addl)
+    SELECT p.uuid, c.uuid, :relationship_type, p.euid || '->' || c.euid,
+           p.polymorphic_discriminator, c.polymorphic_discriminator, CAST(:json_addl AS jsonb)
+      FROM generic_instance p, generic_instance c
+     WHERE p.euid = :parent AND NOT p.is_deleted AND c.euid = :child AND NOT c.is_deleted
+    RETURNING *
+    """
+)
 
 
 def get_lineage(conn: Connection, euid: str) -> Lineage:

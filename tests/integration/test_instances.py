@@ -228,3 +228,18 @@ def test_edges_written_by_library_have_names_and_types(seeded_engine: Engine) ->
         ).one()
     assert row.name == f"{a.euid}->{b.euid}"
     assert row.parent_type == "content_instance" and row.json_addl == {"note": "split"}
+
+
+def test_link_to_missing_or_deleted_instance_names_it(seeded_engine: Engine) -> None:
+    with seeded_engine.begin() as conn:
+        a = instances.create(conn, DNA, "a")
+        b = instances.create(conn, DNA, "b")
+        instances.delete(conn, b.euid)
+    ghost = euid.encode("MX", 999_999)
+    with seeded_engine.begin() as conn:
+        with pytest.raises(InstanceNotFoundError, match=ghost):
+            lineage.link(conn, a.euid, ghost)
+        with pytest.raises(InstanceNotFoundError, match=b.euid):
+            lineage.link(conn, a, b)
+        with pytest.raises(euid.EUIDError):
+            lineage.link(conn, "not-an-euid", a)
