@@ -245,10 +245,24 @@ def _pattern(value: Any) -> Predicate:
 def _enum(value: Any) -> Predicate:
     if not isinstance(value, list):
         raise _Unsupported
-    options = list(value)
+    # Scalars go into typed sets (a bool never matches a number, 1 matches 1.0);
+    # only containers need the slow deep comparison.
+    strings = {o for o in value if isinstance(o, str)}
+    bools = {o for o in value if isinstance(o, bool)}
+    numbers = {o for o in value if _is_number(o)}
+    allow_null = any(o is None for o in value)
+    containers = [o for o in value if isinstance(o, (list, dict))]
 
     def check(v: Any) -> bool:
-        return any(json_equal(v, o) for o in options)
+        if isinstance(v, str):
+            return v in strings
+        if isinstance(v, bool):
+            return v in bools
+        if _is_number(v):
+            return v in numbers
+        if v is None:
+            return allow_null
+        return any(json_equal(v, o) for o in containers)
 
     return check
 
