@@ -8,26 +8,14 @@ content, action, ...); there is no class per kind. Values come from rows with
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
 from tapdb_core.codes import TemplateCode
+from tapdb_core.convert import structure_row
 
 JSON = dict[str, Any]
-
-
-def _row_mapping(row: Any) -> Mapping[str, Any]:
-    mapping = getattr(row, "_mapping", row)
-    if not isinstance(mapping, Mapping):
-        raise TypeError(f"expected a row or mapping, got {type(row).__name__}")
-    return mapping
-
-
-def _pick(cls: type[Any], row: Any) -> dict[str, Any]:
-    mapping = _row_mapping(row)
-    return {f.name: mapping[f.name] for f in attrs.fields(cls) if f.name in mapping}
 
 
 @attrs.frozen(kw_only=True)
@@ -72,7 +60,7 @@ class Template:
 
     @classmethod
     def from_row(cls, row: Any) -> Template:
-        return cls(**_pick(cls, row))
+        return structure_row(cls, row)
 
 
 @attrs.frozen(kw_only=True)
@@ -106,7 +94,7 @@ class Instance:
 
     @classmethod
     def from_row(cls, row: Any) -> Instance:
-        return cls(**_pick(cls, row))
+        return structure_row(cls, row)
 
 
 @attrs.frozen(kw_only=True)
@@ -127,7 +115,7 @@ class Lineage:
 
     @classmethod
     def from_row(cls, row: Any) -> Lineage:
-        return cls(**_pick(cls, row))
+        return structure_row(cls, row)
 
 
 @attrs.frozen(kw_only=True)
@@ -148,7 +136,7 @@ class AuditEntry:
 
     @classmethod
     def from_row(cls, row: Any) -> AuditEntry:
-        return cls(**_pick(cls, row))
+        return structure_row(cls, row)
 
 
 @attrs.frozen(kw_only=True)
@@ -169,4 +157,4 @@ class User:
 
     @classmethod
     def from_row(cls, row: Any) -> User:
-        return cls(**_pick(cls, row))
+        return structure_row(cls, row)

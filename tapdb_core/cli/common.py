@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from tapdb_core import config as tconfig
+from tapdb_core.convert import to_json
 from tapdb_core.errors import DatabaseUnavailableError, TapdbError
 
 KNOWN_ENVS: Final = ("dev", "test", "prod")
@@ -130,7 +131,9 @@ def as_dict(value: object) -> dict[str, Any]:
         if isinstance(result, Mapping):
             return dict(result)
     if attrs.has(type(value)):
-        return attrs.asdict(value, recurse=True)  # type: ignore[arg-type]
+        data = to_json(value)
+        if isinstance(data, dict):
+            return data
     if isinstance(value, Mapping):
         return dict(value)
     return {"result": str(value)}
