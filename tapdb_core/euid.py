@@ -20,15 +20,19 @@ _VALUES: Final = {ch: i for i, ch in enumerate(ALPHABET)}
 SEQ_MIN: Final = 1
 SEQ_MAX: Final = 2**63 - 1
 
+# Python's ``$`` also matches before a trailing newline, so ``"CX-19\n"`` would
+# pass where the SQL functions refuse it: patterns are applied with fullmatch,
+# and the exported ones are anchored with ``\A...\Z`` for callers using ``match``.
+
 #: prefixes tapdb allows for its own objects (2-3 letters, no I, L, O, U)
-PREFIX_RE: Final = re.compile(r"^[A-HJ-KMNP-TV-Z]{2,3}$")
+PREFIX_RE: Final = re.compile(r"\A[A-HJ-KMNP-TV-Z]{2,3}\Z")
 #: Meridian domain codes: 1-4 Crockford Base32 characters
-DOMAIN_RE: Final = re.compile(r"^[0-9A-HJ-KMNP-TV-Z]{1,4}$")
+DOMAIN_RE: Final = re.compile(r"\A[0-9A-HJ-KMNP-TV-Z]{1,4}\Z")
 _EUID_RE: Final = re.compile(
-    r"^(?:(?P<domain>[0-9A-HJ-KMNP-TV-Z]{1,4})-)?"
+    r"(?:(?P<domain>[0-9A-HJ-KMNP-TV-Z]{1,4})-)?"
     r"(?P<prefix>[A-HJ-KMNP-TV-Z]{2,3})-"
     r"(?P<body>[1-9A-HJ-KMNP-TV-Z][0-9A-HJ-KMNP-TV-Z]*)"
-    r"(?P<check>[0-9A-HJ-KMNP-TV-Z])$"
+    r"(?P<check>[0-9A-HJ-KMNP-TV-Z])"
 )
 
 #: prefixes the schema reserves: templates and lineage edges
@@ -53,7 +57,7 @@ class ParsedEUID:
 
 def check_prefix(prefix: str) -> str:
     """Return ``prefix`` if it is a valid tapdb EUID prefix, else raise."""
-    if not isinstance(prefix, str) or not PREFIX_RE.match(prefix):
+    if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix):
         raise EUIDError(
             f"invalid EUID prefix {prefix!r}: must be 2-3 uppercase letters "
             "A-Z without I, L, O or U (^[A-HJ-KMNP-TV-Z]{2,3}$)"
@@ -63,7 +67,7 @@ def check_prefix(prefix: str) -> str:
 
 def check_domain(domain: str) -> str:
     """Return ``domain`` if it is a valid Meridian domain code, else raise."""
-    if not isinstance(domain, str) or not DOMAIN_RE.match(domain):
+    if not isinstance(domain, str) or not DOMAIN_RE.fullmatch(domain):
         raise EUIDError(
             f"invalid Meridian domain code {domain!r}: must be 1-4 characters "
             "of 0-9 and A-Z without I, L, O or U"
@@ -114,7 +118,7 @@ def parse(euid: str) -> ParsedEUID:
     """Split a valid EUID into prefix, sequence value and domain; raise if invalid."""
     if not isinstance(euid, str):
         raise EUIDError(f"EUID must be a string, got {type(euid).__name__}")
-    match = _EUID_RE.match(euid)
+    match = _EUID_RE.fullmatch(euid)
     if match is None:
         raise EUIDError(
             f"invalid EUID {euid!r}: expected PREFIX-BODYCHECK or DOMAIN-PREFIX-BODYCHECK "

@@ -47,6 +47,7 @@ from tapdb_core.errors import (
     Violation,
 )
 from tapdb_core.fastschema import Predicate, compile_schema
+from tapdb_core.inputcheck import check_optional_json, check_text
 from tapdb_core.values import Template
 
 __all__ = [
@@ -762,6 +763,8 @@ def plan_instance(
             "properties must be an object",
             [Violation(path="/properties", message=f"got {type(properties).__name__}")],
         )
+    check_text("/name", name)
+    check_optional_json("/properties", properties)
     if max_depth < 0:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
     planner = _Planner(resolve, max_depth)
