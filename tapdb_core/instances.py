@@ -19,6 +19,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 
 from tapdb_core import euid as euids
+from tapdb_core import inputcheck
 from tapdb_core.codes import TemplateCode
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import (
@@ -251,6 +252,7 @@ def create_many(
     before each batch is written. Layout children are not created (use
     :func:`create` per object for trees); memory stays flat for any number of rows.
     """
+    rows = inputcheck.checked_rows(rows)
     template = get_template(conn, template_code)
     base = plan_instance(
         _resolver(conn), template.template_code, "bulk", create_children=False
@@ -337,6 +339,10 @@ def find(
     ``template_code`` may use ``*`` as version (any version); ``properties`` is
     JSONB containment on ``json_addl -> properties`` (served by the GIN index).
     """
+    inputcheck.check_texts(category=category, type=type, subtype=subtype, bstatus=bstatus)
+    inputcheck.check_optional_json("/properties", properties)
+    inputcheck.check_non_negative("/limit", limit)
+    inputcheck.check_non_negative("/offset", offset, optional=False)
     query = select(gi)
     if template_code is not None:
         code = TemplateCode.parse(template_code)
@@ -383,6 +389,8 @@ def _locked(conn: Connection, euid: str) -> Row[Any]:
 
 def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]) -> Instance:
     """Merge ``properties`` into the instance's properties (validated before writing)."""
+    inputcheck.check_text("/euid", euid)
+    inputcheck.check_json("/properties", properties)
     if not isinstance(properties, Mapping):
         raise ValidationError(
             "properties must be an object",
@@ -399,6 +407,8 @@ def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]
 
 
 def set_status(conn: Connection, euid: str, bstatus: str) -> Instance:
+    inputcheck.check_text("/euid", euid)
+    inputcheck.check_optional_text("/bstatus", bstatus)
     if not isinstance(bstatus, str) or not bstatus.strip():
         raise ValidationError(
             "status must be a non-empty string", [Violation(path="/bstatus", message=repr(bstatus))]

@@ -1,11 +1,13 @@
 """Lineage: link and unlink instances, walk the DAG, export a neighbourhood as a graph.
 
 Walks are recursive CTEs whose recursive step is a LATERAL index probe (see
-docs/schema.md for why); deleted edges are never followed.
+docs/schema.md for why); deleted edges are never followed. Soft-deleted
+instances are neither returned nor walked through unless ``include_deleted=True``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -17,6 +19,7 @@ from sqlalchemy import delete as sa_delete
 from tapdb_core import euid as euids
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import InstanceNotFoundError, NotFoundError, ValidationError, Violation
+from tapdb_core.inputcheck import check_int, check_object, check_text, check_text_list
 from tapdb_core.instances import get as get_instance
 from tapdb_core.tables import generic_instance as gi
 from tapdb_core.tables import generic_instance_lineage as gl
@@ -36,8 +39,10 @@ class Related:
     """EUID of the edge that reached it at that depth."""
 
 
-def _instance(conn: Connection, value: Instance | str) -> Instance:
-    return value if isinstance(value, Instance) else get_instance(conn, value)
+def _instance(conn: Connection, value: Instance | str, include_deleted: bool = False) -> Instance:
+    if isinstance(value, Instance):
+        return value
+    return get_instance(conn, value, include_deleted=include_deleted)
 
 
 def link(
@@ -54,6 +59,8 @@ def link(
             "relationship_type must be a non-empty string",
             [Violation(path="/relationship_type", message=repr(relationship_type))],
         )
+    check_text("/relationship_type", relationship_type)
+    check_object("/json_addl", json_addl)
     for end in (parent, child):
         if isinstance(end, str):
             euids.parse(end)  # a malformed EUID is bad input, not "not found"
@@ -139,12 +146,22 @@ _WALK = {
 }
 
 
-def _walk_sql(direction: Direction) -> str:
+@functools.cache
+def _walk_sql(direction: Direction, include_deleted: bool) -> str:
     near, far = _WALK[direction]
     # Identifiers come from the fixed mapping above, never from input. The
     # recursion carries only (uuid, depth) under UNION, so a node reached by
     # several paths of the same length is expanded once; the edge that reached
-    # it is picked afterwards from the level above.
+    # it is picked afterwards from the level above. A deleted node is dropped
+    # in the recursive step itself, so nothing beyond it is reached through it.
+    live_far = (
+        ""
+        if include_deleted
+        else f"""
+                   AND NOT EXISTS (SELECT 1 FROM generic_instance g
+                                    WHERE g.uuid = e.{far} AND g.is_deleted)"""
+    )
+    live_node = "" if include_deleted else "WHERE NOT i.is_deleted"
     return f"""
     WITH RECURSIVE walk(uuid, depth) AS (
         SELECT CAST(:root AS bigint), 0
@@ -154,7 +171,7 @@ def _walk_sql(direction: Direction) -> str:
           CROSS JOIN LATERAL (
                 SELECT e.{far} FROM generic_instance_lineage e
                  WHERE e.{near} = w.uuid AND NOT e.is_deleted
-                   AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[])))
+                   AND (CAST(:types AS text[]) IS NULL OR e.relationship_type = ANY (CAST(:types AS text[]))){live_far}
                 OFFSET 0) n
          WHERE CAST(:max_depth AS int) IS NULL OR w.depth < CAST(:max_depth AS int)
     ),
@@ -180,7 +197,7 @@ def _walk_sql(direction: Direction) -> str:
            v.euid AS walk_via
       FROM via v
       JOIN generic_instance i ON i.uuid = v.uuid
-     WHERE NOT i.is_deleted
+     {live_node}
      ORDER BY v.depth, i.uuid
     """
 
@@ -191,14 +208,13 @@ def _walk(
     direction: Direction,
     max_depth: int | None,
     relationship_types: Sequence[str] | None,
+    include_deleted: bool,
 ) -> list[Related]:
-    if max_depth is not None and max_depth < 1:
-        raise ValidationError(
-            "max_depth must be >= 1", [Violation(path="/max_depth", message=str(max_depth))]
-        )
-    root = _instance(conn, start)
+    check_int("/max_depth", max_depth, minimum=1, optional=True)
+    check_text_list("/relationship_types", relationship_types)
+    root = _instance(conn, start, include_deleted)
     rows = conn.execute(
-        text(_walk_sql(direction)),
+        text(_walk_sql(direction, include_deleted)),
         {
             "root": root.uuid,
             "types": list(relationship_types) if relationship_types else None,
@@ -222,9 +238,14 @@ def descendants(
     *,
     max_depth: int | None = None,
     relationship_types: Sequence[str] | None = None,
+    include_deleted: bool = False,
 ) -> list[Related]:
-    """Everything below ``start`` (each once, at its shortest depth), nearest first."""
-    return _walk(conn, start, "descendants", max_depth, relationship_types)
+    """Everything below ``start`` (each once, at its shortest depth), nearest first.
+
+    Soft-deleted instances are left out and not walked through unless
+    ``include_deleted``; ``start`` itself is where the walk begins either way.
+    """
+    return _walk(conn, start, "descendants", max_depth, relationship_types, include_deleted)
 
 
 def ancestors(
@@ -233,41 +254,66 @@ def ancestors(
     *,
     max_depth: int | None = None,
     relationship_types: Sequence[str] | None = None,
+    include_deleted: bool = False,
 ) -> list[Related]:
-    """Everything above ``start`` (each once, at its shortest depth), nearest first."""
-    return _walk(conn, start, "ancestors", max_depth, relationship_types)
+    """Everything above ``start`` (each once, at its shortest depth), nearest first.
+
+    Soft-deleted instances are left out and not walked through unless
+    ``include_deleted``; ``start`` itself is where the walk begins either way.
+    """
+    return _walk(conn, start, "ancestors", max_depth, relationship_types, include_deleted)
 
 
 def children(
-    conn: Connection, parent: Instance | str, relationship_type: str | None = None
+    conn: Connection,
+    parent: Instance | str,
+    relationship_type: str | None = None,
+    *,
+    include_deleted: bool = False,
 ) -> list[Related]:
     return descendants(
         conn,
         parent,
         max_depth=1,
         relationship_types=[relationship_type] if relationship_type else None,
+        include_deleted=include_deleted,
     )
 
 
 def parents(
-    conn: Connection, child: Instance | str, relationship_type: str | None = None
+    conn: Connection,
+    child: Instance | str,
+    relationship_type: str | None = None,
+    *,
+    include_deleted: bool = False,
 ) -> list[Related]:
     return ancestors(
         conn,
         child,
         max_depth=1,
         relationship_types=[relationship_type] if relationship_type else None,
+        include_deleted=include_deleted,
     )
 
 
 def path(
-    conn: Connection, source: Instance | str, target: Instance | str, *, max_length: int = 50
+    conn: Connection,
+    source: Instance | str,
+    target: Instance | str,
+    *,
+    max_length: int = 50,
+    include_deleted: bool = False,
 ) -> list[Instance]:
     """A shortest downward path source -> ... -> target (both included), [] if none.
 
-    Breadth-first, one set-based query per level, each node visited once.
+    Breadth-first, one set-based query per level, each node visited once. Unless
+    ``include_deleted``, the path never contains a soft-deleted instance.
     """
-    a, b = _instance(conn, source), _instance(conn, target)
+    check_int("/max_length", max_length, minimum=0)
+    a = _instance(conn, source, include_deleted)
+    b = _instance(conn, target, include_deleted)
+    if not include_deleted and (a.is_deleted or b.is_deleted):
+        return []
     if a.uuid == b.uuid:
         return [a]
     came_from: dict[int, int] = {a.uuid: a.uuid}
@@ -275,11 +321,14 @@ def path(
     for _ in range(max_length):
         if not frontier or b.uuid in came_from:
             break
-        rows = conn.execute(
-            select(gl.c.parent_instance_uuid, gl.c.child_instance_uuid).where(
-                gl.c.parent_instance_uuid.in_(frontier), gl.c.is_deleted.is_(False)
+        step = select(gl.c.parent_instance_uuid, gl.c.child_instance_uuid).where(
+            gl.c.parent_instance_uuid.in_(frontier), gl.c.is_deleted.is_(False)
+        )
+        if not include_deleted:
+            step = step.join(gi, gi.c.uuid == gl.c.child_instance_uuid).where(
+                gi.c.is_deleted.is_(False)
             )
-        ).all()
+        rows = conn.execute(step).all()
         frontier = []
         for parent_uuid, child_uuid in rows:
             if child_uuid not in came_from:
@@ -354,14 +403,17 @@ class Graph:
         return "\n".join(lines) + "\n"
 
 
-def graph(conn: Connection, center: Instance | str, *, depth: int = 2) -> Graph:
+def graph(
+    conn: Connection, center: Instance | str, *, depth: int = 2, include_deleted: bool = False
+) -> Graph:
     """The instances within ``depth`` steps above and below ``center``, and the live
-    edges between them."""
-    root = _instance(conn, center)
+    edges between them (soft-deleted instances only with ``include_deleted``)."""
+    check_int("/depth", depth, minimum=1)
+    root = _instance(conn, center, include_deleted)
     members = {root.uuid: root}
-    for related in descendants(conn, root, max_depth=depth) + ancestors(
-        conn, root, max_depth=depth
-    ):
+    for related in descendants(
+        conn, root, max_depth=depth, include_deleted=include_deleted
+    ) + ancestors(conn, root, max_depth=depth, include_deleted=include_deleted):
         members[related.instance.uuid] = related.instance
     ids = list(members)
     edges = [

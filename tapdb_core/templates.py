@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select, text, update
 from sqlalchemy import delete as sa_delete
 
 from tapdb_core import euid as euids
+from tapdb_core import inputcheck
 from tapdb_core.codes import TemplateCode, version_sort_key
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import TemplateNotFoundError, ValidationError, Violation
@@ -209,6 +210,7 @@ def upsert_templates(
     Existing EUIDs are kept. A soft-deleted template with the same code is
     brought back (``updated``).
     """
+    inputcheck.check_records("/templates", specs)
     for spec in specs:
         euids.check_prefix(spec.instance_prefix)
     keys = [(s.category, s.type, s.subtype, s.version) for s in specs]
