@@ -11,9 +11,15 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tapdb_core.errors import (
     ConflictError,
+    ConnectionLostError,
     CycleError,
     DatabaseUnavailableError,
+    DeadlockError,
+    LockTimeoutError,
+    SerializationError,
+    StatementTimeoutError,
     TapdbError,
+    TransientError,
     ValidationError,
 )
 
@@ -59,9 +65,50 @@ _UNREACHABLE: Final = (
 )
 
 
+_RETRY_HINT: Final = "the transaction was rolled back; run it again"
+
+# SQLSTATEs that say "what ran beside you (or the link) failed this transaction",
+# whatever constraint or statement was involved.
+_TRANSIENT: Final[dict[str, tuple[type[TransientError], str]]] = {
+    "40001": (SerializationError, _RETRY_HINT),
+    "40P01": (DeadlockError, _RETRY_HINT),
+    "55P03": (LockTimeoutError, _RETRY_HINT),
+    "57P01": (ConnectionLostError, "the server ended the connection; " + _RETRY_HINT),
+    "57P02": (ConnectionLostError, "the server crashed; " + _RETRY_HINT),
+    "57P03": (ConnectionLostError, "the server is not accepting connections yet"),
+    "57P05": (ConnectionLostError, "the server ended the idle session; " + _RETRY_HINT),
+    "25P03": (ConnectionLostError, "the server ended the idle transaction; " + _RETRY_HINT),
+}
+
+
+def _transient(exc: DBAPIError, orig: BaseException | None) -> TransientError | None:
+    sqlstate = getattr(orig, "sqlstate", None)
+    primary = ""
+    if isinstance(orig, psycopg.Error):
+        primary = (orig.diag.message_primary or str(orig)).strip()
+    if sqlstate in _TRANSIENT:
+        cls, hint = _TRANSIENT[sqlstate]
+        return cls(f"{primary}: {hint}" if primary else hint)
+    # query_canceled also means a user's cancel request, which is no timeout
+    if sqlstate == "57014" and "timeout" in primary:
+        return StatementTimeoutError(f"{primary} (statement_timeout): nothing was stored")
+    if exc.connection_invalidated:
+        # an open connection broke (no SQLSTATE): the server rolled back
+        text = one_line(str(orig if orig is not None else exc))
+        return ConnectionLostError(f"connection to the database lost ({text}): {_RETRY_HINT}")
+    return None
+
+
+def one_line(message: str) -> str:
+    return " | ".join(p.strip() for p in message.splitlines() if p.strip())
+
+
 def translate(exc: DBAPIError) -> TapdbError | None:
     """The tapdb error for a driver error, or None when it is not one of ours."""
     orig = exc.orig
+    transient = _transient(exc, orig)
+    if transient is not None:
+        return transient
     if isinstance(exc, OperationalError) and isinstance(orig, psycopg.OperationalError):
         if getattr(orig, "sqlstate", None) is None:
             text = str(orig).strip()

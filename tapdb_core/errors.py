@@ -16,6 +16,9 @@ class TapdbError(Exception):
 
     #: exit code the CLI uses for this kind of error
     exit_code: int = 1
+    #: True when running the same transaction again may well succeed
+    #: (:meth:`tapdb_core.db.Database.run_in_transaction` retries exactly these)
+    retryable: bool = False
 
 
 class ConfigurationError(TapdbError):
@@ -93,3 +96,50 @@ class DatabaseUnavailableError(TapdbError):
 
 class PostgresRuntimeError(TapdbError):
     """The local PostgreSQL runtime could not be found, started or stopped."""
+
+
+class TransientError(TapdbError):
+    """The transaction failed because of what ran beside it or of the connection,
+    not because of what it asked for; it was rolled back, nothing of it is stored.
+
+    ``retryable`` says whether running the whole transaction again is the right
+    answer; ``except TransientError`` catches the non-retryable kinds too.
+    """
+
+    retryable = True
+
+
+class SerializationError(TransientError):
+    """PostgreSQL could not serialize the transaction (SQLSTATE 40001), or it
+    raced a concurrent commit it cannot see: run the whole transaction again."""
+
+
+class DeadlockError(TransientError):
+    """PostgreSQL broke a deadlock by aborting this transaction (SQLSTATE 40P01)."""
+
+
+class LockTimeoutError(TransientError):
+    """A lock was not granted within ``lock_timeout`` (or NOWAIT) (SQLSTATE 55P03)."""
+
+
+class StatementTimeoutError(TransientError):
+    """A statement ran longer than ``statement_timeout`` (SQLSTATE 57014).
+
+    Not retryable: the same statement is likely to take as long again, so a
+    blind retry only multiplies the wait. Callers who know better may retry.
+    """
+
+    retryable = False
+
+
+class ConnectionLostError(TransientError):
+    """The connection broke while the transaction was open (server shut down,
+    backend terminated, network failure): it was rolled back by the server."""
+
+
+class CommitOutcomeUnknownError(ConnectionLostError):
+    """The connection broke while COMMIT was in flight: the transaction may or
+    may not have committed. Not retryable: a retry could apply the work twice;
+    check the data first."""
+
+    retryable = False

@@ -476,8 +476,14 @@ def get_or_create_singleton(
     """The live instance of a singleton template, created if there is none.
 
     Safe when callers race: the loser's insert waits on the winner's unique
-    index entry inside a SAVEPOINT, then finds the winner's row.
+    index entry inside a SAVEPOINT, then finds the winner's row. Under
+    REPEATABLE READ or SERIALIZABLE the winner's row is invisible to the loser's
+    snapshot, so the loser gets the retryable
+    :class:`~tapdb_core.errors.SerializationError` instead: run the whole
+    transaction again (``Database.run_in_transaction`` does) and it finds the row.
     """
+    from tapdb_core.errors import SerializationError
+
     template = get_template(conn, template_code)
     if not template.is_singleton:
         raise ValidationError(
@@ -500,8 +506,16 @@ def get_or_create_singleton(
     try:
         with conn.begin_nested():
             return create(conn, template.template_code, name, properties)
-    except ConflictError:
+    except ConflictError as exc:
         found = existing()
-        if found is None:  # pragma: no cover - the winner rolled back meanwhile
-            raise
-        return found
+        if found is not None:
+            return found
+        isolation = conn.execute(text("SELECT current_setting('transaction_isolation')")).scalar()
+        if isolation != "read committed":
+            # the winner committed after our snapshot was taken: only a new
+            # transaction (a new snapshot) can see it
+            raise SerializationError(
+                f"another transaction created the singleton of {template.template_code} "
+                f"after this {isolation} transaction began: retry the transaction"
+            ) from exc
+        raise  # pragma: no cover - the winner was deleted or rolled back meanwhile

@@ -57,3 +57,15 @@ def current_revision(bind: Connection | Engine) -> str | None:
         with bind.connect() as conn:
             return read(conn)
     return read(bind)
+
+
+def is_known_revision(revision: str) -> bool:
+    """True when ``revision`` is one of the revisions shipped with this code."""
+    from alembic.util import CommandError
+
+    try:
+        found = ScriptDirectory.from_config(alembic_config()).get_revision(revision)
+    except CommandError:  # ResolutionError subclasses it: no such revision
+        return False
+    # get_revision also accepts unique prefixes; alembic_version holds whole ids
+    return found is not None and found.revision == revision
