@@ -143,3 +143,13 @@ class CommitOutcomeUnknownError(ConnectionLostError):
     check the data first."""
 
     retryable = False
+
+
+class StaleTemplateError(TransientError):
+    """A template changed (or was deleted) after it was read and validated
+    against, before the write that relied on it: run the transaction again."""
+
+
+class DataLossRefusedError(ConfigurationError):
+    """A schema operation would drop stored data or application objects and
+    was not explicitly allowed to."""
