@@ -36,7 +36,7 @@ def _escape(key: str) -> str:
 
 
 def _fail(path: str, message: str) -> ValidationError:
-    return ValidationError(f"invalid input at {path}", [Violation(path=path, message=message)])
+    return ValidationError("invalid input", [Violation(path=path, message=message)])
 
 
 def _text_problem(value: str) -> str | None:

@@ -314,8 +314,6 @@ def path(
     b = _instance(conn, target, include_deleted)
     if not include_deleted and (a.is_deleted or b.is_deleted):
         return []
-    if a.uuid == b.uuid:
-        return [a]
     came_from: dict[int, int] = {a.uuid: a.uuid}
     frontier = [a.uuid]
     for _ in range(max_length):
@@ -343,6 +341,9 @@ def path(
     found = {
         r.uuid: Instance.from_row(r) for r in conn.execute(select(gi).where(gi.c.uuid.in_(chain)))
     }
+    # the ends may be Instance objects read before they were deleted
+    if not include_deleted and any(i.is_deleted for i in found.values()):
+        return []
     return [found[u] for u in chain]
 
 

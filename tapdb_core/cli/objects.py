@@ -20,7 +20,9 @@ def configure(sub: Subparsers) -> None:
     p = leaf(obj, "show", "an instance: properties, parents and children", cmd_show)
     p.add_argument("euid", metavar="EUID")
     p.add_argument(
-        "--include-deleted", action="store_true", help="show a soft-deleted instance too"
+        "--include-deleted",
+        action="store_true",
+        help="show a soft-deleted instance, and soft-deleted parents and children, too",
     )
     p = leaf(obj, "history", "the audit trail of an object (any EUID)", cmd_history)
     p.add_argument("euid", metavar="EUID")
@@ -80,8 +82,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         with common.transaction(engine, target) as conn:
             inst = instances.get(conn, args.euid, include_deleted=args.include_deleted)
-            parents = _related(lineage.parents(conn, inst))
-            children = _related(lineage.children(conn, inst))
+            parents = _related(lineage.parents(conn, inst, include_deleted=args.include_deleted))
+            children = _related(lineage.children(conn, inst, include_deleted=args.include_deleted))
     finally:
         engine.dispose()
     data = {

@@ -1,14 +1,22 @@
 """``tapdb user ...``: tapdb accounts. Every value is a bound parameter, so any
-username (``o'brien``) is stored verbatim."""
+username (``o'brien``) is stored verbatim.
+
+USER arguments are read as an EUID when they have the form of one, else as a
+username; usernames of that form are refused. An old account whose username is
+EUID-shaped is reported when a command reaches another account (or none) instead.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
 from tapdb_core.values import User
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 def configure(sub: Subparsers) -> None:
@@ -90,6 +98,18 @@ def user_dict(user: User) -> dict[str, Any]:
     }
 
 
+def warn_if_shadowed(conn: Connection, key: str) -> None:
+    """Say so when ``key`` is read as an EUID while an old account has it as username."""
+    from tapdb_core import users
+
+    other = users.shadowed_username(conn, key)
+    if other is not None:
+        common.warn(
+            f"{key!r} is read as an EUID, not as the username of user {other.euid} "
+            f"(a username of EUID form, allowed before); address that user as {other.euid}"
+        )
+
+
 def _show(args: argparse.Namespace, user: User, message: str) -> int:
     if args.json:
         common.print_json(user_dict(user))
@@ -151,13 +171,15 @@ def cmd_add(args: argparse.Namespace) -> int:
     return _show(args, user, f"created user {user.username!r} ({user.euid}) with role {user.role}")
 
 
-def _change(args: argparse.Namespace, operation: str, **kwargs: Any) -> User:
+def _change(args: argparse.Namespace, operation: str, *, warn: bool = True, **kwargs: Any) -> User:
     from tapdb_core import users
 
     target = common.resolve_target(args, args.env)
     engine = common.open_engine(target)
     try:
         with common.transaction(engine, target) as conn:
+            if warn:
+                warn_if_shadowed(conn, args.user)
             if operation == "set-role":
                 user = users.set_role(conn, args.user, kwargs["role"])
             elif operation == "activate":
@@ -199,11 +221,14 @@ def cmd_set_password(args: argparse.Namespace) -> int:
     engine = common.open_engine(target)
     try:
         with common.transaction(engine, target) as conn:
+            warn_if_shadowed(conn, args.user)
             users.get_user(conn, args.user)
     finally:
         engine.dispose()
     password = common.read_new_password(args, args.user)
-    user = _change(args, "set-password", password=password, require_change=args.require_change)
+    user = _change(
+        args, "set-password", warn=False, password=password, require_change=args.require_change
+    )
     return _show(args, user, f"password of {user.username!r} changed")
 
 
@@ -214,6 +239,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     engine = common.open_engine(target)
     try:
         with common.transaction(engine, target) as conn:
+            warn_if_shadowed(conn, args.user)
             user = users.get_user(conn, args.user)
         common.gate(args, f"delete user {user.username!r} ({user.euid}) from {target.database!r}")
         with common.transaction(engine, target) as conn:
