@@ -2,10 +2,12 @@
 
 An instance's actions live in ``json_addl["action_groups"][group][key]`` (put
 there at creation from its template's ``action_imports``, see
-:func:`tapdb_core.planning.materialise_actions`). :class:`ActionDispatcher`
-checks the stored definition, runs the handler inside a SAVEPOINT, counts the
+:func:`tapdb_core.planning.materialise_actions`). :class:`ActionDispatcher`,
+inside one SAVEPOINT, claims the execution (locks the instance row and checks
+the stored definition against it), and only then runs the handler, counts the
 execution in SQL and records it as an instance of the action template linked
-under its target. Either all of that happens or none of it does.
+under its target. Either all of that happens or none of it does; a handler
+never runs for an execution that ``max_executions`` does not allow.
 
 Handlers are methods of a subclass::
 
@@ -27,15 +29,18 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 
+from tapdb_core import euid as euids
 from tapdb_core import instances, lineage
 from tapdb_core.db import set_audit_user
-from tapdb_core.errors import TapdbError
+from tapdb_core.dberrors import translated
+from tapdb_core.errors import InstanceNotFoundError, TapdbError
+from tapdb_core.tables import generic_instance as gi
 from tapdb_core.templates import get_template, templates_by_uuid
 from tapdb_core.values import Instance, Template
 
@@ -46,10 +51,10 @@ ACTION_RELATIONSHIP: Final = "action"
 #: bstatus of action records
 RECORD_STATUS: Final = "completed"
 
-# One statement, so concurrent executions serialise on the row lock and each
-# sees the other's count (READ COMMITTED re-evaluates SET and WHERE on the
-# newest row version). The WHERE re-checks that the action still exists and
-# that max_executions (>= 0 means a limit) is not reached. Paths are bound text[].
+# The count. It runs under the row lock taken before the checks (the claim), so
+# the count it increments is the one the checks saw; the WHERE still re-checks
+# that the action exists and that max_executions (>= 0 means a limit) is not
+# reached, so the count can never pass the limit. Paths are bound text[].
 _TRACK_EXECUTION: Final = text(
     """
     UPDATE generic_instance
@@ -89,6 +94,10 @@ class ActionContext:
 
 _context: contextvars.ContextVar[ActionContext | None] = contextvars.ContextVar(
     "tapdb_action_context", default=None
+)
+#: (connection, instance, group, key) of the handlers running in this thread / task
+_running: contextvars.ContextVar[frozenset[tuple[int, int, str, str]]] = contextvars.ContextVar(
+    "tapdb_actions_running", default=frozenset()
 )
 
 
@@ -179,157 +188,275 @@ class ActionDispatcher:
         """Run action ``action_group/action_key`` on ``instance`` (a value or an EUID).
 
         The stored definition (``json_addl.action_groups[group][key]`` of the
-        instance as it is now in the database) governs: it must exist, be
-        enabled, be below ``max_executions`` (a value >= 0 is a limit) and its
-        ``required_fields`` must be present and non-blank in ``captured_data``.
-        ``action_ds`` replaces the definition the handler sees and that is
-        recorded (its ``required_fields`` and ``action_enabled`` are enforced
-        too); by default the handler gets the stored definition.
+        instance as it is now in the database, read under a row lock) governs:
+        it must exist, be enabled, be below ``max_executions`` (a value >= 0 is
+        a limit) and its ``required_fields`` must be present and non-blank in
+        ``captured_data``. ``action_ds`` replaces the definition the handler
+        sees and that is recorded (its ``required_fields`` and
+        ``action_enabled`` are enforced too); by default the handler gets the
+        stored definition.
 
-        The handler, the execution count (``action_executed`` + 1 and ``now()``
-        appended to ``executed_datetime``, in one UPDATE) and, with
-        ``create_action_record``, an action record (an instance of the action
-        template named ``<key>@<target euid>``, bstatus ``completed``, edge
-        target -> record of type ``"action"``) run in one SAVEPOINT. When the
-        handler raises, returns a non-dict or a result with status ``"error"``,
-        the SAVEPOINT is rolled back: no partial writes, and the caller's
-        transaction stays usable. ``user`` is the audit user of those writes
-        only; the transaction's audit user is restored afterwards.
+        Inside one SAVEPOINT, in this order: the execution is claimed (the
+        instance row is locked ``FOR NO KEY UPDATE`` and the checks run on the
+        locked, current row), the handler runs, the execution is counted
+        (``action_executed`` + 1 and ``now()`` appended to
+        ``executed_datetime``, in one UPDATE) and, with
+        ``create_action_record``, an action record is written (an instance of
+        the action template named ``<key>@<target euid>``, bstatus
+        ``completed``, edge target -> record of type ``"action"``). Concurrent
+        callers of any action on the instance queue on the row lock until the
+        claim's transaction ends, and then see its count: a handler never
+        runs for an execution that ``max_executions`` forbids (with a limit of
+        1 it runs once, however many callers race). Under REPEATABLE READ or
+        SERIALIZABLE a caller whose snapshot predates another's committed
+        execution gets :class:`~tapdb_core.errors.SerializationError` (retry
+        the transaction) before its handler runs. The lock does not conflict
+        with the ``FOR KEY SHARE`` of foreign-key checks until the count is
+        written. A handler that calls the same action on the same instance in
+        the same transaction gets an error result instead of running twice.
+
+        When the handler raises, returns a non-dict or a result with status
+        ``"error"``, the SAVEPOINT is rolled back, the claim with it: no
+        partial writes, and the caller's transaction stays usable. ``user`` is
+        the audit user of those writes only; the transaction's audit user is
+        restored afterwards.
 
         Returns the handler's result plus ``action_record_euid`` (None when no
         record was made), or ``{"status": "error", "message": ...}`` (nothing
         written). A missing instance raises :class:`InstanceNotFoundError`.
         """
-        captured = dict(captured_data or {})
-        target = instances.get(
-            session, instance.euid if isinstance(instance, Instance) else instance
-        )
-        where = f"{action_group}/{action_key} on {target.euid}"
-
-        groups = target.json_addl.get("action_groups")
-        group = groups.get(action_group) if isinstance(groups, Mapping) else None
-        stored = group.get(action_key) if isinstance(group, Mapping) else None
-        if not isinstance(stored, Mapping):
-            known = sorted(groups) if isinstance(groups, Mapping) else []
-            if not isinstance(group, Mapping):
-                return _error(
-                    f"action {where}: instance has no action group {action_group!r}"
-                    f" (groups: {', '.join(known) or 'none'})"
-                )
-            return _error(
-                f"action {where}: group {action_group!r} has no action {action_key!r}"
-                f" (actions: {', '.join(sorted(group)) or 'none'})"
-            )
-        definition = dict(stored) if action_ds is None else dict(action_ds)
-
-        if not (
-            _enabled(stored.get("action_enabled", True))
-            and _enabled(definition.get("action_enabled", True))
-        ):
-            return _error(f"action {action_key} is disabled ({where})")
-
-        required = list(
-            dict.fromkeys(
-                _field_list(stored.get("required_fields"))
-                + _field_list(definition.get("required_fields"))
-            )
-        )
-        missing = [f for f in required if _missing(captured.get(f))]
-        if missing:
-            return _error(
-                f"action {where}: missing required fields: {', '.join(missing)}",
-                missing_fields=missing,
-            )
-
-        max_executions = _as_int(stored.get("max_executions"), -1)
-        executed = _as_int(stored.get("action_executed"), 0)
-        if max_executions is None or executed is None:
-            return _error(
-                f"action {where}: max_executions / action_executed must be integers, got "
-                f"{stored.get('max_executions')!r} / {stored.get('action_executed')!r}"
-            )
-        if 0 <= max_executions <= executed:
-            return _error(_limit_message(where, max_executions))
-
-        handler = getattr(self, f"do_action_{action_key}", None)
-        if not callable(handler):
-            logger.warning("no handler for action %s", where)
-            return _error(f"No handler for action: {action_key}")
-
+        euid = instance.euid if isinstance(instance, Instance) else instance
         previous_user = session.execute(_CURRENT_AUDIT_USER).scalar() or None
         savepoint = session.begin_nested()
-        token = _context.set(
-            ActionContext(
-                session=session,
-                action_group=action_group,
-                action_key=action_key,
-                user=user or previous_user,
-            )
-        )
         try:
             if user:
                 set_audit_user(session, user)
-            try:
-                result = handler(target, definition, captured)
-            except Exception as exc:
-                logger.exception("action %s failed", where)
+            outcome = self._claim_and_run(
+                session,
+                euid,
+                _Request(
+                    group=action_group,
+                    key=action_key,
+                    action_ds=action_ds,
+                    captured=dict(captured_data or {}),
+                    user=user or previous_user,
+                    create_record=create_action_record,
+                ),
+            )
+            if outcome.failed:
                 savepoint.rollback()
-                return _error(str(exc) or type(exc).__name__)
-            if not isinstance(result, Mapping):
-                savepoint.rollback()
-                return _error(
-                    f"handler of {where} returned {type(result).__name__}, expected a dict"
-                )
-            result = dict(result)
-            if result.get("status") == "error":
-                savepoint.rollback()
-                return result
-
-            tracked = session.execute(
-                _TRACK_EXECUTION,
-                {
-                    "uuid": target.uuid,
-                    "action_path": ["action_groups", action_group, action_key],
-                    "count_path": ["action_groups", action_group, action_key, "action_executed"],
-                    "dates_path": ["action_groups", action_group, action_key, "executed_datetime"],
-                    "max_path": ["action_groups", action_group, action_key, "max_executions"],
-                },
-            ).one_or_none()
-            if tracked is None:  # another transaction used the last execution meanwhile
-                savepoint.rollback()
-                return _error(_limit_message(where, max_executions))
-
-            record_euid: str | None = None
-            if create_action_record:
-                try:
-                    template = _action_template(session, stored, definition)
-                    record = _record(
-                        session,
-                        template,
-                        target,
-                        action_group=action_group,
-                        action_key=action_key,
-                        definition=definition,
-                        captured=captured,
-                        result=result,
-                        user=user or previous_user,
-                        executed_at=tracked.executed_at,  # same text as stored in json_addl
-                    )
-                except TapdbError as exc:
-                    savepoint.rollback()
-                    return _error(f"action {where} could not be recorded: {exc}")
-                record_euid = record.euid
+                return outcome.result
             savepoint.commit()
         except BaseException:
             if savepoint.is_active:
                 savepoint.rollback()
             raise
-        finally:
-            _context.reset(token)
         # A rolled-back SAVEPOINT undoes set_config by itself; after a release, undo it here.
         if user:
             set_audit_user(session, previous_user)
-        return {**result, "action_record_euid": record_euid}
+        return outcome.result
+
+    def _claim_and_run(self, session: Connection, euid: str, request: _Request) -> _Outcome:
+        """Claim (lock the row, check), run the handler, count, record: inside the SAVEPOINT."""
+        target = _locked_target(session, euid)  # the claim: held until the SAVEPOINT ends
+        where = f"{request.group}/{request.key} on {target.euid}"
+        checked = _check(target, request, where)
+        if isinstance(checked, _Outcome):
+            return checked
+        handler = getattr(self, f"do_action_{request.key}", None)
+        if not callable(handler):
+            logger.warning("no handler for action %s", where)
+            return _Outcome.error(f"No handler for action: {request.key}")
+        running = (id(session), target.uuid, request.group, request.key)
+        if running in _running.get():
+            # the row lock is ours already, so it cannot stop a handler calling itself
+            return _Outcome.error(f"action {where} is already running in this transaction")
+        token = _running.set(_running.get() | {running})
+        try:
+            outcome = _run_handler(handler, session, target, checked.definition, request, where)
+        finally:
+            _running.reset(token)
+        if outcome.failed:
+            return outcome
+        executed_at = _count(session, target, request)
+        if executed_at is None:  # cannot happen under the row lock; kept as a last guard
+            return _Outcome.error(_limit_message(where, checked.max_executions))
+        if not request.create_record:
+            return outcome.with_record(None)
+        try:
+            template = _action_template(session, checked.stored, checked.definition)
+            record = _record(
+                session,
+                template,
+                target,
+                request=request,
+                definition=checked.definition,
+                result=outcome.result,
+                executed_at=executed_at,  # same text as stored in json_addl
+            )
+        except TapdbError as exc:
+            return _Outcome.error(f"action {where} could not be recorded: {exc}")
+        return outcome.with_record(record.euid)
+
+
+@attrs.frozen(kw_only=True)
+class _Request:
+    """One call of :meth:`ActionDispatcher.execute_action`, as the steps need it."""
+
+    group: str
+    key: str
+    action_ds: Mapping[str, Any] | None
+    captured: dict[str, Any]
+    user: str | None
+    """The effective user: the ``user`` argument, else the transaction's audit user."""
+    create_record: bool
+
+    def path(self, *leaf: str) -> list[str]:
+        return ["action_groups", self.group, self.key, *leaf]
+
+
+@attrs.frozen(kw_only=True)
+class _Checked:
+    """An action that passed its checks, with the definitions that govern it."""
+
+    stored: Mapping[str, Any]
+    definition: dict[str, Any]
+    max_executions: int
+
+
+@attrs.frozen
+class _Outcome:
+    """What execute_action returns, and whether the SAVEPOINT must be rolled back."""
+
+    result: dict[str, Any]
+    failed: bool
+
+    @classmethod
+    def error(cls, message: str, **extra: Any) -> _Outcome:
+        return cls(_error(message, **extra), True)
+
+    def with_record(self, euid: str | None) -> _Outcome:
+        return _Outcome({**self.result, "action_record_euid": euid}, False)
+
+
+def _locked_target(session: Connection, euid: str) -> Instance:
+    """The live instance, its row locked until the SAVEPOINT ends.
+
+    ``FOR NO KEY UPDATE`` is the weakest lock that serialises claims: it does
+    not conflict with the ``FOR KEY SHARE`` that foreign-key checks take (an
+    edge or child pointing at this instance).
+    """
+    euids.parse(euid)
+    with translated():
+        row = session.execute(
+            select(gi)
+            .where(gi.c.euid == euid, gi.c.is_deleted.is_(False))
+            .with_for_update(key_share=True)
+        ).one_or_none()
+    if row is None:
+        raise InstanceNotFoundError(f"instance {euid} not found")
+    return Instance.from_row(row)
+
+
+def _stored_definition(
+    target: Instance, request: _Request, where: str
+) -> Mapping[str, Any] | _Outcome:
+    groups = target.json_addl.get("action_groups")
+    group = groups.get(request.group) if isinstance(groups, Mapping) else None
+    stored = group.get(request.key) if isinstance(group, Mapping) else None
+    if isinstance(stored, Mapping):
+        return stored
+    if not isinstance(group, Mapping):
+        known = sorted(groups) if isinstance(groups, Mapping) else []
+        return _Outcome.error(
+            f"action {where}: instance has no action group {request.group!r}"
+            f" (groups: {', '.join(known) or 'none'})"
+        )
+    return _Outcome.error(
+        f"action {where}: group {request.group!r} has no action {request.key!r}"
+        f" (actions: {', '.join(sorted(group)) or 'none'})"
+    )
+
+
+def _check(target: Instance, request: _Request, where: str) -> _Checked | _Outcome:
+    """The checks of the stored (and the caller's) definition against the locked row."""
+    stored = _stored_definition(target, request, where)
+    if isinstance(stored, _Outcome):
+        return stored
+    definition = dict(stored) if request.action_ds is None else dict(request.action_ds)
+    if not (
+        _enabled(stored.get("action_enabled", True))
+        and _enabled(definition.get("action_enabled", True))
+    ):
+        return _Outcome.error(f"action {request.key} is disabled ({where})")
+    required = list(
+        dict.fromkeys(
+            _field_list(stored.get("required_fields"))
+            + _field_list(definition.get("required_fields"))
+        )
+    )
+    missing = [f for f in required if _missing(request.captured.get(f))]
+    if missing:
+        return _Outcome.error(
+            f"action {where}: missing required fields: {', '.join(missing)}",
+            missing_fields=missing,
+        )
+    max_executions = _as_int(stored.get("max_executions"), -1)
+    executed = _as_int(stored.get("action_executed"), 0)
+    if max_executions is None or executed is None:
+        return _Outcome.error(
+            f"action {where}: max_executions / action_executed must be integers, got "
+            f"{stored.get('max_executions')!r} / {stored.get('action_executed')!r}"
+        )
+    if 0 <= max_executions <= executed:
+        return _Outcome.error(_limit_message(where, max_executions))
+    return _Checked(stored=stored, definition=definition, max_executions=max_executions)
+
+
+def _count(session: Connection, target: Instance, request: _Request) -> str | None:
+    """Count the execution (the row is locked); its timestamp, or None if the limit is reached."""
+    with translated():
+        tracked = session.execute(
+            _TRACK_EXECUTION,
+            {
+                "uuid": target.uuid,
+                "action_path": request.path(),
+                "count_path": request.path("action_executed"),
+                "dates_path": request.path("executed_datetime"),
+                "max_path": request.path("max_executions"),
+            },
+        ).one_or_none()
+    return None if tracked is None else str(tracked.executed_at)
+
+
+def _run_handler(
+    handler: Callable[..., Any],
+    session: Connection,
+    target: Instance,
+    definition: dict[str, Any],
+    request: _Request,
+    where: str,
+) -> _Outcome:
+    """Call the handler with the context set; its result, or a failure."""
+    token = _context.set(
+        ActionContext(
+            session=session, action_group=request.group, action_key=request.key, user=request.user
+        )
+    )
+    try:
+        result = handler(target, definition, request.captured)
+    except Exception as exc:
+        logger.exception("action %s failed", where)
+        return _Outcome.error(str(exc) or type(exc).__name__)
+    finally:
+        _context.reset(token)
+    if not isinstance(result, Mapping):
+        return _Outcome.error(
+            f"handler of {where} returned {type(result).__name__}, expected a dict"
+        )
+    if result.get("status") == "error":
+        return _Outcome(dict(result), True)
+    return _Outcome(dict(result), False)
 
 
 def _limit_message(where: str, max_executions: int) -> str:
@@ -357,12 +484,9 @@ def _record(
     template: Template,
     target: Instance,
     *,
-    action_group: str,
-    action_key: str,
+    request: _Request,
     definition: Mapping[str, Any],
-    captured: Mapping[str, Any],
     result: Mapping[str, Any],
-    user: str | None,
     executed_at: str,
 ) -> Instance:
     """Write the action record (one insert, bstatus ``completed``) and its edge."""
@@ -370,19 +494,19 @@ def _record(
         {
             "target_instance_euid": target.euid,
             "target_instance_uuid": target.uuid,
-            "action_group": action_group,
-            "action_key": action_key,
+            "action_group": request.group,
+            "action_key": request.key,
             "action_definition": definition,
-            "captured_data": captured,
+            "captured_data": request.captured,
             "result": result,
-            "executed_by": user,
+            "executed_by": request.user,
             "executed_at": executed_at,
         }
     )
     planned = instances.plan(
         session,
         template.template_code,
-        f"{action_key}@{target.euid}",
+        f"{request.key}@{target.euid}",
         properties,
         create_children=False,
     )

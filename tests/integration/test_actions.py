@@ -80,7 +80,6 @@ SPECS = [
 class Handlers(ActionDispatcher):
     def __init__(self) -> None:
         super().__init__()
-        self.barrier: threading.Barrier | None = None
         self.seen: list[Mapping[str, Any]] = []
 
     def _side_effects(self, instance: Instance) -> None:
@@ -128,8 +127,6 @@ class Handlers(ActionDispatcher):
     def do_action_count(
         self, instance: Instance, action_ds: Any, captured_data: Any
     ) -> dict[str, Any]:
-        if self.barrier is not None:
-            self.barrier.wait()  # both handlers have run before either transaction writes its count
         return {"status": "success", "message": "counted"}
 
 
@@ -308,12 +305,14 @@ def test_dispatcher_session_exists_only_inside_handlers() -> None:
 
 def test_concurrent_executions_are_all_counted(engine: Engine, target: Instance) -> None:
     handlers = Handlers()
-    handlers.barrier = threading.Barrier(2, timeout=30)
+    # both callers start together; the claim (row lock) queues the second behind the first
+    barrier = threading.Barrier(2, timeout=30)
     results: list[dict[str, Any]] = []
     errors: list[BaseException] = []
 
     def run() -> None:
         try:
+            barrier.wait()
             with engine.begin() as conn:
                 results.append(handlers.execute_action(conn, target.euid, GROUP, "count"))
         except BaseException as exc:  # surfaced below
