@@ -106,7 +106,8 @@ def warn_if_shadowed(conn: Connection, key: str) -> None:
     if other is not None:
         common.warn(
             f"{key!r} is read as an EUID, not as the username of user {other.euid} "
-            f"(a username of EUID form, allowed before); address that user as {other.euid}"
+            f"(an account from before EUID-shaped usernames were refused): address that "
+            "account by its EUID"
         )
 
 
