@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import attrs
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tapdb_core.errors import ConfigurationError
 
@@ -36,6 +37,7 @@ FIELDS: Final = (
     "tapdb_user_euid_prefix",
     "audit_log_euid_prefix",
     "cognito_user_pool_id",
+    "audit_user",
 )
 _PG_VARS: Final = {
     "host": "PGHOST",
@@ -145,6 +147,34 @@ def _url_field(url: str, field: str) -> str | None:
     return None if value is None else str(value)
 
 
+_UNENCODED_AT: Final = (
+    "the database URL has more than one '@' before the host: a password holding '@' "
+    "(or ':', '/', '?', '#', '%', space) must be percent-encoded, e.g. '@' as %40 "
+    "(urllib.parse.quote(password, safe='')); the URL is not shown because it holds a password"
+)
+
+
+def check_url_authority(url: str) -> None:
+    """Refuse a URL whose password was not percent-encoded, before anything shows a
+    piece of that password as the host (``postgresql://u:p@ss@host/db``)."""
+    rest = url.split("://", 1)[1] if "://" in url else url
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    if rest[:cut].count("@") > 1:
+        raise ConfigurationError(_UNENCODED_AT)
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - an unencoded password can leave text in the port
+    except (ValueError, ArgumentError):
+        # the parser's message would quote part of the URL, password included
+        raise ConfigurationError(
+            "the database URL cannot be parsed (expected postgresql://USER:PASSWORD@HOST:PORT/"
+            "DATABASE, special characters percent-encoded); the URL is not shown because it "
+            "may hold a password"
+        ) from None
+    if "@" in (parsed.host or ""):
+        raise ConfigurationError(_UNENCODED_AT)
+
+
 def normalise_url(url: str, driver: str = "postgresql+psycopg") -> str:
     """Accept ``postgres://`` and ``postgresql://`` URLs; use the psycopg 3 driver."""
     for scheme in (
@@ -154,7 +184,9 @@ def normalise_url(url: str, driver: str = "postgresql+psycopg") -> str:
         "postgres://",
     ):
         if url.startswith(scheme):
-            return driver + "://" + url[len(scheme) :]
+            normalised = driver + "://" + url[len(scheme) :]
+            check_url_authority(normalised)
+            return normalised
     raise ConfigurationError(
         f"DATABASE_URL must start with postgresql:// (or postgres://), got {url.split(':', 1)[0]!r}"
     )
@@ -254,6 +286,8 @@ def load_config(
         "tapdb_user_euid_prefix": "",
         "audit_log_euid_prefix": "",
         "cognito_user_pool_id": "",
+        # empty: the CLI records $USER (see tapdb_core.cli.common.actor)
+        "audit_user": "",
     }
     settings: dict[str, Setting] = {}
     for field in FIELDS:

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TextIO
@@ -28,7 +28,7 @@ from sqlalchemy.pool import NullPool
 
 from tapdb_core import config as tconfig
 from tapdb_core.convert import to_json
-from tapdb_core.errors import DatabaseUnavailableError, TapdbError
+from tapdb_core.errors import DatabaseUnavailableError, TapdbError, TransientError
 
 KNOWN_ENVS: Final = ("dev", "test", "prod")
 PROTECTED_ENVS: Final = frozenset({"prod", "production"})
@@ -88,11 +88,13 @@ def _json_default(value: object) -> object:
 
 def print_json(data: object, stream: TextIO | None = None) -> None:
     out = stream or sys.stdout
+    had_effect("output")
     out.write(json.dumps(data, indent=2, default=_json_default, ensure_ascii=False) + "\n")
 
 
 def out(line: str = "") -> None:
     """A line of data (stdout)."""
+    had_effect("output")
     print(line, file=sys.stdout)
 
 
@@ -238,6 +240,8 @@ class Target:
     env: str
     url: URL
     from_database_url: bool
+    audit_user: str = ""
+    """``audit_user`` of the environment's config (or ``TAPDB_<ENV>_AUDIT_USER``)."""
 
     @property
     def host(self) -> str:
@@ -285,7 +289,12 @@ class Target:
 
 
 def target_of(cfg: tconfig.DatabaseConfig) -> Target:
-    return Target(env=cfg.env, url=make_url(cfg.url()), from_database_url=bool(cfg.url_override))
+    return Target(
+        env=cfg.env,
+        url=make_url(cfg.url()),
+        from_database_url=bool(cfg.url_override),
+        audit_user=cfg.get("audit_user"),
+    )
 
 
 def resolve_target(args: argparse.Namespace, positional: str | None = None) -> Target:
@@ -320,9 +329,15 @@ def connect_timeout() -> int:
 
 
 def make_engine(url: URL, *, autocommit: bool = False) -> Engine:
+    from tapdb_core.db import connect_args
+
     kwargs: dict[str, Any] = {
         "poolclass": NullPool,
-        "connect_args": {"connect_timeout": connect_timeout(), "application_name": "tapdb-cli"},
+        # keepalives and tcp_user_timeout: a frozen link fails the command, not hangs it
+        "connect_args": {
+            **connect_args(connect_timeout=connect_timeout()),
+            "application_name": "tapdb-cli",
+        },
     }
     if autocommit:
         kwargs["isolation_level"] = "AUTOCOMMIT"
@@ -354,6 +369,8 @@ _ROLE_MISSING_RE: Final = re.compile(r'role "([^"]*)" does not exist')
 
 def is_connection_error(exc: BaseException) -> bool:
     """True for a failure to open a connection (as opposed to a failing statement)."""
+    if isinstance(exc, TransientError):
+        return False  # an open connection broke: the server was reachable
     if isinstance(exc, DatabaseUnavailableError):
         return True
     orig = _driver_error(exc)
@@ -435,12 +452,35 @@ def database_exists(admin: Engine, name: str) -> bool:
     return found is not None
 
 
-def actor() -> str:
-    """Who runs the command, for the audit trail."""
+_audit_as: list[str] = []
+
+
+def set_audit_as(user: str | None) -> None:
+    """The ``--as USER`` of this command (None: not given)."""
+    if user is not None and not user.strip():
+        raise UsageError("--as needs a non-empty user name")
+    _audit_as[:] = [user.strip()] if user is not None else []
+
+
+def actor_and_source(target: Target | None = None) -> tuple[str, str]:
+    """Who the audit trail records and why: ``--as``, then ``$TAPDB_AUDIT_USER``,
+    then ``audit_user`` of the environment's config, then the OS user."""
+    if _audit_as:
+        return _audit_as[0], "--as"
+    from_env = os.environ.get("TAPDB_AUDIT_USER", "").strip()
+    if from_env:
+        return from_env, "$TAPDB_AUDIT_USER"
+    if target is not None and target.audit_user.strip():
+        return target.audit_user.strip(), f"audit_user of environment {target.env}"
     try:
-        return os.environ.get("USER") or getpass.getuser()
+        return os.environ.get("USER") or getpass.getuser(), "$USER"
     except (KeyError, OSError):
-        return "tapdb-cli"
+        return "tapdb-cli", "default"
+
+
+def actor(target: Target | None = None) -> str:
+    """Who runs the command, for the audit trail."""
+    return actor_and_source(target)[0]
 
 
 # --------------------------------------------------------------------------- prompts
@@ -456,6 +496,7 @@ def stdin_is_tty() -> bool:
 def _ask(prompt: str) -> str:
     sys.stderr.write(prompt)
     sys.stderr.flush()
+    had_effect("read stdin")
     line = sys.stdin.readline()
     if not line:
         raise RefusedError("aborted: no answer (end of input)")
@@ -544,6 +585,7 @@ def gate(
 
 def read_new_password(args: argparse.Namespace, who: str) -> str:
     """A password from stdin (``--password-stdin``) or a hidden prompt with confirmation."""
+    had_effect("read a password")
     if getattr(args, "password_stdin", False):
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")
@@ -586,7 +628,9 @@ def oplog(target: Target, operation: str, details: str = "") -> None:
     """One line per destructive or database operation in ~/.config/tapdb/operations.log."""
     path = Path(os.environ.get("TAPDB_OPLOG") or "~/.config/tapdb/operations.log").expanduser()
     stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    line = f"{stamp} | {actor()} | {target.env} | {operation} | {target.masked_url()} {details}"
+    line = (
+        f"{stamp} | {actor(target)} | {target.env} | {operation} | {target.masked_url()} {details}"
+    )
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
@@ -602,9 +646,11 @@ def oplog(target: Target, operation: str, details: str = "") -> None:
 def require_schema(engine: Engine, target: Target) -> None:
     """Fail with the command to run when the database is not at the code's revision."""
     from tapdb_core import migrate
+    from tapdb_core.db import require_known_revision
 
     with connection_errors(target), engine.connect() as conn:
         current = migrate.current_revision(conn)
+    require_known_revision(current)
     head = migrate.head_revision()
     if current is None:
         raise CliError(
@@ -634,10 +680,43 @@ def open_engine(target: Target, *, need_schema: bool = True) -> Engine:
 @contextmanager
 def transaction(engine: Engine, target: Target) -> Iterator[Any]:
     """A transaction with the audit user set, committed on success; driver errors
-    we understand become tapdb errors."""
-    from tapdb_core.db import set_audit_user
-    from tapdb_core.dberrors import translated
+    become tapdb errors (retryable ones included: :func:`run_command` runs the
+    whole command again for those while it has had no effects)."""
+    from tapdb_core.db import Database
 
-    with connection_errors(target), translated(), engine.begin() as conn:
-        set_audit_user(conn, actor())
+    database = Database(engine=engine, _schema_checked=True)  # open_engine checked it
+    with connection_errors(target), database.begin(user=actor(target)) as conn:
         yield conn
+        wrote = conn.execute(text("SELECT txid_current_if_assigned() IS NOT NULL")).scalar()
+    if wrote:
+        had_effect("a committed write")
+
+
+# --------------------------------------------------------------------------- retries
+
+CLI_RETRIES: Final = 3
+_effects: list[str] = []
+
+
+def had_effect(what: str) -> None:
+    """Record something this command did that running it again would repeat."""
+    _effects.append(what)
+
+
+def run_command(run: Callable[[], int]) -> int:
+    """``run()``, run again from the start when it fails with a retryable error
+    (deadlock, serialization failure, lost connection ...), as long as it has
+    not yet committed a write, read stdin or printed data: a command is one
+    :meth:`~tapdb_core.db.Database.run_in_transaction` ``fn`` until it has had
+    effects. Afterwards the error is reported (it says to run the command again)."""
+    from tapdb_core.db import retrying
+
+    _effects.clear()
+
+    def may_retry(exc: TapdbError) -> bool:
+        if _effects:
+            return False
+        progress(f"{one_line(str(exc))}: running the command again")
+        return True
+
+    return retrying(run, retries=CLI_RETRIES, may_retry=may_retry)

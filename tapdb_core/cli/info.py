@@ -82,6 +82,7 @@ def cmd_info(args: argparse.Namespace) -> int:
                 "overridden": settings[field]["value"],
             }
     data_dir, data_dir_source = data_dir_for(args, cfg)
+    audit_user, audit_source = common.actor_and_source(target)
     if getattr(args, "config", None):
         searched = [str(args.config)]
     else:
@@ -96,6 +97,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "url": target.masked_url(),
         "settings": settings,
         "local_data_dir": {"path": str(data_dir), "source": data_dir_source},
+        "audit_user": {"value": audit_user, "source": audit_source},
     }
     if not args.offline:
         result["status"] = _server_status(target)
@@ -119,6 +121,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         value = entry["value"] if entry["value"] != "" else '""'
         common.out(f"  {field.ljust(width)}  {value}  ({entry['source']})")
     common.out(f"local data dir  {data_dir} ({data_dir_source})")
+    common.out(f"audit user    {audit_user} (from {audit_source})")
     status = result.get("status")
     if status:
         if not status.get("reachable"):

@@ -33,14 +33,19 @@ from tapdb_core.cli.common import (
     is_connection_error,
     last_target,
     one_line,
+    run_command,
+    set_audit_as,
 )
 from tapdb_core.cli.parsing import Command, add_global_options
+from tapdb_core.dberrors import translate
 from tapdb_core.errors import TapdbError
 
 EPILOG = """\
 environments: db, pg and user commands take ENV (dev, test, prod or one defined in the
 config file); the other commands use --env, else $TAPDB_ENV, else dev.
 DATABASE_URL, when set, overrides every connection setting.
+The audit trail records --as USER, else $TAPDB_AUDIT_USER, else audit_user of the
+environment's config, else $USER.
 
 examples:
   tapdb bootstrap local --demo     local PostgreSQL + database + schema + templates
@@ -58,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tapdb {__version__}")
     add_global_options(parser, suppress=False)
+    parser.add_argument(
+        "--as",
+        dest="audit_as",
+        metavar="USER",
+        default=None,
+        help="who the audit trail records for this command "
+        "(default: $TAPDB_AUDIT_USER, else audit_user of the environment's config, else $USER)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     info.configure(sub)
     bootstrap.configure(sub)
@@ -81,7 +94,8 @@ def _fail(args: argparse.Namespace, message: str, code: int) -> int:
 
 def run(args: argparse.Namespace, func: Command) -> int:
     try:
-        return func(args)
+        set_audit_as(getattr(args, "audit_as", None))
+        return run_command(lambda: func(args))
     except TapdbError as exc:
         if is_connection_error(exc) and exc.__cause__ is not None:
             # a library-level "unreachable" that may really be "no such database"
@@ -91,6 +105,9 @@ def run(args: argparse.Namespace, func: Command) -> int:
         if is_connection_error(exc):
             ours = explain_connection_error(exc, last_target())
             return _fail(args, str(ours), ours.exit_code)
+        translated = translate(exc) if isinstance(exc, DBAPIError) else None
+        if translated is not None:
+            return _fail(args, str(translated), translated.exit_code)
         orig = getattr(exc, "orig", None) or exc
         return _fail(args, f"database error: {str(orig).strip()}", 1)
     except SQLAlchemyError as exc:

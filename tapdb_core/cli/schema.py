@@ -119,7 +119,9 @@ def pending_revisions(current: str | None) -> list[str]:
     from alembic.script import ScriptDirectory
 
     from tapdb_core import migrate
+    from tapdb_core.db import require_known_revision
 
+    require_known_revision(current)  # else Alembic fails with a bare ResolutionError
     script = ScriptDirectory.from_config(migrate.alembic_config())
     revisions = script.iterate_revisions("heads", current or "base")
     return [r.revision for r in reversed(list(revisions))]
