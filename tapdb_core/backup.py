@@ -103,8 +103,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
+from tapdb_core import dependents, migrate
 from tapdb_core import euid as euids
-from tapdb_core import migrate
 from tapdb_core._version import __version__
 from tapdb_core.config import normalise_url
 from tapdb_core.errors import EUIDError, TapdbError
@@ -842,6 +842,19 @@ def _tapdb_objects(conn: Connection) -> list[str]:
     ]
 
 
+def _clear_dependents(conn: Connection, drop: bool, say: Progress) -> None:
+    """Refuse (nothing dropped yet) while application objects depend on tapdb's, or drop them."""
+    if not drop:
+        dependents.refuse_dependents(
+            conn,
+            "drop the tapdb objects for the restore",
+            "drop_dependents=True (--drop-dependents)",
+        )
+        return
+    for dropped in dependents.drop_external_dependents(conn):
+        say(f"dropped {dropped}")
+
+
 def _drop_tapdb_objects(conn: Connection, say: Progress) -> None:
     """Drop everything tapdb owns in the current schema, inside the caller's transaction."""
     revision = migrate.current_revision(conn)
@@ -849,7 +862,7 @@ def _drop_tapdb_objects(conn: Connection, say: Progress) -> None:
         # DROP TABLE fires no row or TRUNCATE triggers: audit_log goes like the rest.
         try:
             with conn.begin_nested():
-                migrate.downgrade(conn, "base")
+                migrate.downgrade(conn, "base", allow_data_loss=True)
             say(f"dropped the schema (downgrade from revision {revision})")
         except (SQLAlchemyError, CommandError) as exc:
             say(f"downgrade from revision {revision} failed ({exc}); dropping objects directly")
@@ -998,13 +1011,17 @@ def restore(
     source: Path | str,
     *,
     clean: bool = False,
+    drop_dependents: bool = False,
     progress: Progress | None = None,
 ) -> RestoreInfo:
     """Restore the backup file ``source`` into the database at ``url``, in one transaction.
 
     The database must hold no tapdb object, unless ``clean`` is true: then they
-    are dropped first, in the same transaction. On any error (bad file, refused
-    target, load failure) nothing is changed.
+    are dropped first, in the same transaction. ``clean`` refuses with
+    :class:`~tapdb_core.dependents.DependentObjectsError` (naming them) when
+    objects tapdb did not create depend on tapdb's (an application's view,
+    foreign key, function...), unless ``drop_dependents`` is true too. On any
+    error (bad file, refused target, load failure) nothing is changed.
     """
     say = progress or _quiet
     path = Path(source)
@@ -1014,7 +1031,9 @@ def restore(
         engine = _engine(url)
         try:
             with engine.begin() as conn:
-                result = _restore_into(conn, archive, info, clean, say)
+                result = _restore_into(
+                    conn, archive, info, say, clean=clean, drop_dependents=drop_dependents
+                )
         finally:
             engine.dispose()
     say(f"restored {path} (revision {info.revision})")
@@ -1022,7 +1041,13 @@ def restore(
 
 
 def _restore_into(
-    conn: Connection, archive: _Archive, info: BackupInfo, clean: bool, say: Progress
+    conn: Connection,
+    archive: _Archive,
+    info: BackupInfo,
+    say: Progress,
+    *,
+    clean: bool,
+    drop_dependents: bool,
 ) -> RestoreInfo:
     database = str(conn.execute(text("SELECT current_database()")).scalar_one())
     existing = _tapdb_objects(conn)
@@ -1035,6 +1060,7 @@ def _restore_into(
                 f"restore {info.path} into an empty database, or with clean=True "
                 "to drop them first"
             )
+        _clear_dependents(conn, drop_dependents, say)
         _drop_tapdb_objects(conn, say)
         cleaned = True
     say(f"schema: migrating to revision {info.revision}")

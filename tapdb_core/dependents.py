@@ -33,7 +33,17 @@ from typing import Final
 import attrs
 from sqlalchemy import Connection, text
 
-__all__ = ["TAPDB_TABLES", "Dependent", "describe", "external_dependents"]
+from tapdb_core.errors import TapdbError
+
+__all__ = [
+    "TAPDB_TABLES",
+    "Dependent",
+    "DependentObjectsError",
+    "describe",
+    "drop_external_dependents",
+    "external_dependents",
+    "refuse_dependents",
+]
 
 #: tapdb's tables by name (besides any relation named ``tapdb_*``)
 TAPDB_TABLES: Final = (
@@ -113,7 +123,8 @@ _EXTERNAL_DEPENDENTS: Final = text(
                 OR EXISTS (SELECT 1 FROM app_triggers a
                             WHERE a.classid = x.classid AND a.objid = x.objid))
     )
-    SELECT (pg_identify_object(e.classid, e.objid, e.objsubid)).type AS kind,
+    SELECT e.classid::regclass::text AS catalog, e.objid, e.objsubid,
+           (pg_identify_object(e.classid, e.objid, e.objsubid)).type AS kind,
            (pg_identify_object(e.classid, e.objid, e.objsubid)).identity AS name,
            string_agg(DISTINCT pg_describe_object(e.via_class, e.via_obj, e.via_sub), ', ')
                FILTER (WHERE NOT (e.via_class = e.classid AND e.via_obj = e.objid)
@@ -133,9 +144,70 @@ _EXTERNAL_DEPENDENTS: Final = text(
                  WHERE d.classid = e.classid AND d.objid = e.objid AND d.objsubid = e.objsubid
                    AND d.deptype IN ('a', 'i'))
      GROUP BY e.classid, e.objid, e.objsubid
-     ORDER BY 1, 2
+     ORDER BY kind, name
     """
 )
+
+# The statement that drops one reported object, built by the server (format()
+# quotes every name); NULL once it is gone (a CASCADE took it with another).
+_DROP_STATEMENT: Final = text(
+    r"""
+    SELECT CASE CAST(:catalog AS text)
+        WHEN 'pg_class' THEN (
+            SELECT CASE
+                   WHEN CAST(:objsubid AS int) <> 0 THEN
+                       (SELECT format('ALTER TABLE %s DROP COLUMN %I CASCADE', c.oid::regclass, a.attname)
+                          FROM pg_attribute a
+                         WHERE a.attrelid = c.oid AND a.attnum = CAST(:objsubid AS int)
+                           AND NOT a.attisdropped)
+                   WHEN c.relkind = 'v' THEN format('DROP VIEW %s CASCADE', c.oid::regclass)
+                   WHEN c.relkind = 'm' THEN format('DROP MATERIALIZED VIEW %s CASCADE', c.oid::regclass)
+                   WHEN c.relkind IN ('i', 'I') THEN format('DROP INDEX %s CASCADE', c.oid::regclass)
+                   WHEN c.relkind = 'S' THEN format('DROP SEQUENCE %s CASCADE', c.oid::regclass)
+                   WHEN c.relkind = 'c' THEN format('DROP TYPE %s CASCADE', c.reltype::regtype)
+                   ELSE format('DROP TABLE %s CASCADE', c.oid::regclass) END
+              FROM pg_class c WHERE c.oid = CAST(:objid AS oid))
+        WHEN 'pg_constraint' THEN (
+            SELECT CASE WHEN c.conrelid <> 0
+                        THEN format('ALTER TABLE %s DROP CONSTRAINT %I CASCADE', c.conrelid::regclass, c.conname)
+                        ELSE format('ALTER DOMAIN %s DROP CONSTRAINT %I CASCADE', c.contypid::regtype, c.conname) END
+              FROM pg_constraint c WHERE c.oid = CAST(:objid AS oid))
+        WHEN 'pg_attrdef' THEN (
+            SELECT format('ALTER TABLE %s ALTER COLUMN %I DROP DEFAULT', d.adrelid::regclass, a.attname)
+              FROM pg_attrdef d
+              JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+             WHERE d.oid = CAST(:objid AS oid))
+        WHEN 'pg_proc' THEN (
+            SELECT format('DROP %s %s CASCADE',
+                          CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE'
+                                         ELSE 'FUNCTION' END,
+                          p.oid::regprocedure)
+              FROM pg_proc p WHERE p.oid = CAST(:objid AS oid))
+        WHEN 'pg_trigger' THEN (
+            SELECT format('DROP TRIGGER %I ON %s CASCADE', t.tgname, t.tgrelid::regclass)
+              FROM pg_trigger t WHERE t.oid = CAST(:objid AS oid))
+        WHEN 'pg_type' THEN (
+            SELECT format('DROP TYPE %s CASCADE', t.oid::regtype)
+              FROM pg_type t WHERE t.oid = CAST(:objid AS oid))
+        WHEN 'pg_policy' THEN (
+            SELECT format('DROP POLICY %I ON %s', p.polname, p.polrelid::regclass)
+              FROM pg_policy p WHERE p.oid = CAST(:objid AS oid))
+        WHEN 'pg_rewrite' THEN (
+            SELECT format('DROP RULE %I ON %s CASCADE', r.rulename, r.ev_class::regclass)
+              FROM pg_rewrite r WHERE r.oid = CAST(:objid AS oid))
+        END
+    """
+)
+
+
+class DependentObjectsError(TapdbError):
+    """Application objects depend on tapdb's objects; dropping tapdb would drop them too."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, dependents: Sequence[Dependent]) -> None:
+        self.dependents: tuple[Dependent, ...] = tuple(dependents)
+        super().__init__(f"{message}:\n{describe(self.dependents)}")
 
 
 @attrs.frozen(kw_only=True)
@@ -148,6 +220,10 @@ class Dependent:
     """Its schema-qualified identity, e.g. ``public.app_view`` or ``fk_x on public.app_table``."""
     depends_on: str
     """The object(s) it depends on, as PostgreSQL describes them (``table generic_instance``)."""
+    catalog: str = attrs.field(default="", repr=False, eq=False)
+    objid: int = attrs.field(default=0, repr=False, eq=False)
+    objsubid: int = attrs.field(default=0, repr=False, eq=False)
+    """Where the catalogs keep it (``pg_class`` and the oid), to drop it."""
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name} (depends on {self.depends_on})"
@@ -161,9 +237,61 @@ def external_dependents(conn: Connection) -> list[Dependent]:
     """
     rows = conn.execute(_EXTERNAL_DEPENDENTS, {"tables": list(TAPDB_TABLES)}).all()
     return [
-        Dependent(kind=str(r.kind), name=str(r.name), depends_on=str(r.depends_on or "?"))
+        Dependent(
+            kind=str(r.kind),
+            name=str(r.name),
+            depends_on=str(r.depends_on or "?"),
+            catalog=str(r.catalog),
+            objid=int(r.objid),
+            objsubid=int(r.objsubid),
+        )
         for r in rows
     ]
+
+
+def refuse_dependents(conn: Connection, action: str, override: str) -> None:
+    """Raise :class:`DependentObjectsError` when :func:`external_dependents` finds any.
+
+    ``action`` says what would drop them (``"restore --clean"``), ``override``
+    how to go ahead anyway (``"--drop-dependents"``).
+    """
+    found = external_dependents(conn)
+    if found:
+        raise DependentObjectsError(
+            f"refusing to {action}: {len(found)} object(s) that tapdb did not create depend on "
+            f"tapdb's tables, types or functions and would be dropped with them; drop or move "
+            f"them first, or pass {override} to drop them too",
+            found,
+        )
+
+
+def drop_external_dependents(conn: Connection) -> list[Dependent]:
+    """Drop every object :func:`external_dependents` finds, in the caller's transaction.
+
+    Needed before tapdb's own drops: its migrations drop functions without
+    CASCADE, so an application's default or CHECK calling one would stop them.
+    Returns what was found (objects a CASCADE took along are not listed apart).
+    """
+    found = external_dependents(conn)
+    driver = conn.connection.driver_connection
+    for dependent in found:
+        statement = conn.execute(
+            _DROP_STATEMENT,
+            {
+                "catalog": dependent.catalog,
+                "objid": dependent.objid,
+                "objsubid": dependent.objsubid,
+            },
+        ).scalar_one_or_none()
+        if statement is None:  # gone with an earlier CASCADE, or a kind we cannot drop
+            continue
+        # built and quoted by the server; run as is (no placeholder processing)
+        assert driver is not None
+        driver.execute(statement)
+    left = external_dependents(conn)
+    if left:
+        raise DependentObjectsError("could not drop these application objects", left)
+    return found
 
 
 def describe(dependents: Sequence[Dependent]) -> str:

@@ -37,8 +37,14 @@ def upgrade(connection: Connection, revision: str = "head", sql: bool = False) -
     command.upgrade(alembic_config(connection=connection), revision, sql=sql)
 
 
-def downgrade(connection: Connection, revision: str = "base") -> None:
-    command.downgrade(alembic_config(connection=connection), revision)
+def downgrade(
+    connection: Connection, revision: str = "base", *, allow_data_loss: bool = False
+) -> None:
+    """Migrate down to ``revision``; refuses (DataLossRefusedError) to drop stored rows or
+    application objects unless ``allow_data_loss``."""
+    config = alembic_config(connection=connection)
+    config.attributes["allow_data_loss"] = allow_data_loss
+    command.downgrade(config, revision)
 
 
 def current_revision(bind: Connection | Engine) -> str | None:
@@ -69,3 +75,23 @@ def is_known_revision(revision: str) -> bool:
         return False
     # get_revision also accepts unique prefixes; alembic_version holds whole ids
     return found is not None and found.revision == revision
+
+
+def drop_schema(connection: Connection, *, drop_dependents: bool = False) -> None:
+    """Remove every tapdb object (rows included) inside the caller's transaction.
+
+    Refuses with :class:`~tapdb_core.dependents.DependentObjectsError`, before
+    dropping anything, while objects tapdb did not create depend on tapdb's
+    (an application's view, foreign key, function...): the drops CASCADE and
+    would take them along. ``drop_dependents`` drops them first instead.
+    """
+    from tapdb_core import dependents
+
+    if drop_dependents:
+        dependents.drop_external_dependents(connection)
+    else:
+        dependents.refuse_dependents(
+            connection, "drop the tapdb schema", "drop_dependents=True (--drop-dependents)"
+        )
+    downgrade(connection, "base", allow_data_loss=True)
+    connection.execute(text("DROP TABLE IF EXISTS alembic_version"))

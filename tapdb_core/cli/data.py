@@ -61,6 +61,12 @@ def configure(db_sub: Subparsers) -> None:
     p.add_argument(
         "--clean", action="store_true", help="remove the existing tapdb data before restoring"
     )
+    p.add_argument(
+        "--drop-dependents",
+        action="store_true",
+        help="with --clean: also drop application objects (views, foreign keys, functions...) "
+        "that depend on tapdb's tables; without it --clean refuses and lists them",
+    )
     common.add_guard_options(p)
 
 
@@ -175,6 +181,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     source = Path(args.input).expanduser()
     if not source.is_file():
         raise common.UsageError(f"--input {source}: no such file")
+    if args.drop_dependents and not args.clean:
+        raise common.UsageError("--drop-dependents only goes with --clean")
     engine = common.open_engine(target, need_schema=False)
     engine.dispose()
     action = (
@@ -183,14 +191,24 @@ def cmd_restore(args: argparse.Namespace) -> int:
     common.confirm_destructive(args, target, action)
     common.progress(f"restoring {source} into {target.database}")
     try:
-        info = restore(target.url, source, clean=args.clean, progress=common.progress)
+        info = restore(
+            target.url,
+            source,
+            clean=args.clean,
+            drop_dependents=args.drop_dependents,
+            progress=common.progress,
+        )
     except RestoreTargetNotEmptyError:
         raise common.CliError(
             f"database {target.database!r} already holds tapdb objects: restore into an empty "
             f"database (`tapdb db create {target.env}` after `tapdb db delete {target.env}`) "
             "or pass --clean to drop them first (in the same transaction)"
         ) from None
-    common.oplog(target, "db data restore", f"{source} clean={args.clean}")
+    common.oplog(
+        target,
+        "db data restore",
+        f"{source} clean={args.clean} drop_dependents={args.drop_dependents}",
+    )
     result = {"database": target.database, "input": str(source), **_summary(info)}
     if args.json:
         common.print_json(result)

@@ -73,6 +73,12 @@ def configure(db_sub: Subparsers) -> None:
 
     p = leaf(sch, "reset", "drop every tapdb object in the database (destructive)", cmd_reset)
     add_env_argument(p)
+    p.add_argument(
+        "--drop-dependents",
+        action="store_true",
+        help="also drop application objects (views, foreign keys, functions...) that depend "
+        "on tapdb's tables; without it reset refuses and lists them",
+    )
     common.add_guard_options(p)
 
     p = leaf(sch, "migrate", "apply pending migrations in one transaction", cmd_migrate)
@@ -333,6 +339,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_reset(args: argparse.Namespace) -> int:
     from tapdb_core import migrate
+    from tapdb_core.dependents import refuse_dependents
 
     target = common.resolve_target(args, args.env)
     engine = common.open_engine(target, need_schema=False)
@@ -345,10 +352,16 @@ def cmd_reset(args: argparse.Namespace) -> int:
             else:
                 common.warn(f"database {target.database!r} has no tapdb schema; nothing to reset")
             return 0
-        common.confirm_destructive(args, target, "drop every tapdb table, row and function")
+        if not args.drop_dependents:
+            # refuse before asking for a confirmation that could not be honoured
+            with common.connection_errors(target), engine.connect() as conn:
+                refuse_dependents(conn, "reset the schema", "--drop-dependents")
+        action = "drop every tapdb table, row and function" + (
+            " and the application objects that depend on them" if args.drop_dependents else ""
+        )
+        common.confirm_destructive(args, target, action)
         with common.transaction(engine, target) as conn:
-            migrate.downgrade(conn, "base")
-            conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            migrate.drop_schema(conn, drop_dependents=args.drop_dependents)
     finally:
         engine.dispose()
     common.oplog(target, "db schema reset", f"from {current}")
