@@ -21,7 +21,7 @@ from typing import Any, Final, TextIO
 
 import attrs
 import psycopg
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
@@ -341,7 +341,20 @@ def make_engine(url: URL, *, autocommit: bool = False) -> Engine:
     }
     if autocommit:
         kwargs["isolation_level"] = "AUTOCOMMIT"
-    return create_engine(url, **kwargs)
+        # its statements (CREATE DATABASE ...) take effect at once: no rerun after
+        had_effect("an autocommit connection")
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "commit", _on_commit)
+    return engine
+
+
+_READ_ONLY: Final = "tapdb_cli_read_only"
+
+
+def _on_commit(conn: Connection) -> None:
+    # any commit counts as an effect unless transaction() saw that nothing was written
+    if not conn.info.pop(_READ_ONLY, False):
+        had_effect("a commit")
 
 
 def _driver_error(exc: BaseException) -> BaseException | None:
@@ -687,9 +700,8 @@ def transaction(engine: Engine, target: Target) -> Iterator[Any]:
     database = Database(engine=engine, _schema_checked=True)  # open_engine checked it
     with connection_errors(target), database.begin(user=actor(target)) as conn:
         yield conn
-        wrote = conn.execute(text("SELECT txid_current_if_assigned() IS NOT NULL")).scalar()
-    if wrote:
-        had_effect("a committed write")
+        if conn.execute(text("SELECT txid_current_if_assigned() IS NULL")).scalar():
+            conn.info[_READ_ONLY] = True  # read only: committing it changes nothing
 
 
 # --------------------------------------------------------------------------- retries

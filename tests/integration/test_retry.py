@@ -349,3 +349,44 @@ def test_singleton_conflict_under_repeatable_read_is_retryable(seeded_engine: En
         assert isinstance(info.value, TapdbError) and info.value.retryable
     finally:
         handle.dispose()
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_reruns_a_command_only_while_it_has_had_no_effects(
+    db: Database, engine: Engine
+) -> None:
+    from tapdb_core.cli import common
+
+    target = common.Target(env="dev", url=engine.url, from_database_url=True)
+    calls: list[str] = []
+
+    def command(write: bool, fail_after: str) -> Callable[[], int]:
+        def run() -> int:
+            calls.append(fail_after)
+            cli_engine = common.make_engine(target.url)
+            try:
+                with common.transaction(cli_engine, target) as conn:
+                    conn.execute(text("SELECT v FROM retry_probe WHERE id = 1"))
+                    if write:
+                        conn.execute(text("UPDATE retry_probe SET v = v + 1 WHERE id = 1"))
+            finally:
+                cli_engine.dispose()
+            if fail_after == "output":
+                common.out("partial result")
+            if len(calls) == 1:
+                raise DeadlockError(f"lost a race after a {'write' if write else 'read'}")
+            return 0
+
+        return run
+
+    assert common.run_command(command(write=False, fail_after="read")) == 0
+    assert len(calls) == 2  # a read-only transaction is no effect: run again
+    for write, after in ((True, "write"), (False, "output")):
+        calls.clear()
+        with pytest.raises(DeadlockError):
+            common.run_command(command(write=write, fail_after=after))
+        assert len(calls) == 1, after
+    with engine.connect() as conn:
+        assert _value(conn) == 1  # the write was done once
