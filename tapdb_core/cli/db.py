@@ -7,13 +7,16 @@ other value is a bound parameter.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
+import psycopg
 from psycopg import sql
 from sqlalchemy import Engine, text
 
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
+from tapdb_core.errors import TapdbError
 
 
 def configure(sub: Subparsers) -> Subparsers:
@@ -67,7 +70,121 @@ def configure(sub: Subparsers) -> Subparsers:
         metavar="DIR",
         help="template pack directory (repeatable; default: the core packs)",
     )
+    p = leaf(
+        db,
+        "roles",
+        "create (if missing) and grant the application and read-only database roles",
+        cmd_roles,
+        description=(
+            "Create the application role (and a read-only role) if missing and grant them "
+            "exactly what the library needs: the app role reads and writes through the "
+            "library but cannot change or delete audit rows, hard-delete, truncate, alter "
+            "tables, triggers or functions; the read-only role only reads. Run it as the "
+            "schema owner or a superuser; running it again resets the grants. See "
+            "docs/roles.md."
+        ),
+    )
+    add_env_argument(p)
+    p.add_argument("--app-role", required=True, metavar="NAME", help="application role")
+    p.add_argument("--readonly-role", metavar="NAME", help="read-only role (optional)")
+    p.add_argument(
+        "--app-password-stdin",
+        action="store_true",
+        help="set the app role's password from the first line of stdin",
+    )
+    p.add_argument(
+        "--readonly-password-stdin",
+        action="store_true",
+        help="set the read-only role's password from the next line of stdin",
+    )
     return db
+
+
+def _password_line(flag: str) -> str:
+    line = sys.stdin.readline()
+    password = line.rstrip("\r\n")
+    if not password:
+        raise common.UsageError(f"{flag}: stdin held no password (empty line)")
+    return password
+
+
+def _insufficient_privilege(exc: BaseException) -> str | None:
+    """The server's message when ``exc`` (or what it wraps) is SQLSTATE 42501."""
+    current: BaseException | None = exc
+    while current is not None:
+        orig = getattr(current, "orig", current)
+        if getattr(orig, "sqlstate", None) == "42501":
+            return str(orig)
+        current = current.__cause__
+    return None
+
+
+def cmd_roles(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import DBAPIError
+
+    from tapdb_core import roles
+
+    if args.readonly_password_stdin and not args.readonly_role:
+        raise common.UsageError("--readonly-password-stdin needs --readonly-role")
+    try:
+        roles.check_role_name(args.app_role, "--app-role")
+        if args.readonly_role is not None:
+            roles.check_role_name(args.readonly_role, "--readonly-role")
+            if args.readonly_role == args.app_role:
+                raise roles.RoleNameError("--app-role and --readonly-role must differ")
+    except roles.RoleNameError as exc:
+        raise common.UsageError(str(exc)) from None
+    app_password = _password_line("--app-password-stdin") if args.app_password_stdin else None
+    readonly_password = (
+        _password_line("--readonly-password-stdin") if args.readonly_password_stdin else None
+    )
+    target = common.resolve_target(args, args.env)
+    engine = common.open_engine(target)
+    try:
+        with common.transaction(engine, target) as conn:
+            result = roles.grant_roles(
+                conn,
+                app_role=args.app_role,
+                readonly_role=args.readonly_role,
+                app_password=app_password,
+                readonly_password=readonly_password,
+            )
+    except (DBAPIError, TapdbError, psycopg.Error) as exc:
+        denied = _insufficient_privilege(exc)
+        if denied is None:
+            raise
+        raise common.CliError(
+            f"user {target.user!r} may not create or grant roles on database "
+            f"{target.database!r} ({common.one_line(denied)}): run `tapdb db roles` as the "
+            "schema owner or a superuser"
+        ) from None
+    finally:
+        engine.dispose()
+    names = ", ".join(f"{r.kind}={r.name}" for r in result.roles)
+    common.oplog(target, "db roles", names)
+    if args.json:
+        common.print_json(common.as_dict(result))
+        return 0
+    for role in result.roles:
+        what = "application" if role.kind == "app" else "read-only"
+        state = "created" if role.created else "exists"
+        password = ", password set" if role.password_set else ""
+        common.out(
+            f"{what} role {role.name!r} {state}{password}; grants on {result.database!r} reset"
+        )
+    if result.revoked_public_create:
+        common.out(f"revoked CREATE on schema {result.schema!r} from PUBLIC")
+    without = [r.name for r in result.roles if r.created and not r.password_set]
+    if without:
+        common.note(
+            f"no password set for {', '.join(without)}: they can log in only where "
+            "pg_hba.conf asks for none (use --app-password-stdin / --readonly-password-stdin)"
+        )
+    common.note(
+        f"connect the application as {args.app_role!r}; keep {result.owner!r} for migrations "
+        "and `tapdb db roles`"
+    )
+    return 0
 
 
 def execute_driver(admin: Engine, statement: sql.Composable, params: Any = None) -> None:
