@@ -137,6 +137,10 @@ def check_json(field: str, value: object, *, max_depth: int = MAX_JSON_DEPTH) ->
     lists/tuples and mappings with string keys of these, nested at most
     ``max_depth`` levels. The first bad value is reported by its JSON pointer.
     """
+    if _plain_json(value, max_depth):
+        return
+    # Something is wrong (or unusual, like a tuple or a Mapping that is not a
+    # dict): walk again, building pointers, to name the first bad value.
     root = _pointer(field)
     # (pointer, value, depth): a stack, not recursion, so depth cannot overflow
     stack: list[tuple[str, object, int]] = [(root, value, 0)]
@@ -155,6 +159,47 @@ def check_json(field: str, value: object, *, max_depth: int = MAX_JSON_DEPTH) ->
             raise _fail(path, f"nested deeper than {max_depth} levels")
         # reversed, so the first bad value in document order is found first
         stack.extend((p, v, depth + 1) for p, v in reversed(list(children)))
+
+
+def _plain_text(value: str) -> bool:
+    if value.isascii():
+        return "\x00" not in value
+    return _text_problem(value) is None
+
+
+def _plain_json(value: object, max_depth: int) -> bool:
+    """True when ``value`` is exact dicts, lists and scalars that :func:`check_json`
+    accepts. The fast path: no pointers are built, types are compared exactly."""
+    # Any: the exact type tests below narrow more than mypy can see
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        item, depth = pop()
+        kind = type(item)
+        if kind is str:
+            if not _plain_text(item):
+                return False
+        elif kind is dict:
+            if depth >= max_depth:
+                return False
+            for key, child in item.items():
+                if type(key) is not str or not _plain_text(key):
+                    return False
+                push((child, depth + 1))
+        elif kind is list:
+            if depth >= max_depth:
+                return False
+            for child in item:
+                push((child, depth + 1))
+        elif kind is int:
+            if item.bit_length() > _MAX_INT_BITS:
+                return False
+        elif kind is float:
+            if not math.isfinite(item):
+                return False
+        elif item is not None and kind is not bool:
+            return False
+    return True
 
 
 def _mapping_children(path: str, item: Mapping[Any, Any]) -> Iterator[tuple[str, object]]:
@@ -197,11 +242,19 @@ def checked_rows(rows: Iterable[object]) -> Iterator[Any]:
     """The rows of a bulk create (each a name or ``(name, properties)``), checked one by
     one as they are consumed, so a stream is still read lazily."""
     for i, row in enumerate(rows):
-        if isinstance(row, str):
-            check_text(f"/rows/{i}/name", row)
+        if type(row) is str:
+            if not (_plain_text(row) and row.strip()):
+                check_text(f"/rows/{i}/name", row)
         elif isinstance(row, tuple | list) and len(row) == 2:
-            check_text(f"/rows/{i}/name", row[0])
-            check_object(f"/rows/{i}/properties", row[1])
+            name, properties = row
+            if not (type(name) is str and _plain_text(name) and name.strip()):
+                check_text(f"/rows/{i}/name", name)
+            if properties is not None and not (
+                type(properties) is dict and _plain_json(properties, MAX_JSON_DEPTH)
+            ):
+                check_object(f"/rows/{i}/properties", properties)
+        elif isinstance(row, str):
+            check_text(f"/rows/{i}/name", row)
         else:
             raise _fail(
                 f"/rows/{i}",

@@ -172,3 +172,12 @@ def test_check_password_always_runs_exactly_one_scrypt(monkeypatch: pytest.Monke
         calls.clear()
         assert users.check_password(password, stored_hash) is expected
         assert calls == [2**14], (password, stored_hash)
+
+
+def test_unusual_containers_take_the_slow_path_and_pass() -> None:
+    import types
+
+    inputcheck.check_json("/p", {"t": (1, "x"), "m": types.MappingProxyType({"k": [None]})})
+    with pytest.raises(ValidationError) as caught:
+        inputcheck.check_json("/p", {"m": types.MappingProxyType({"k": ("ok", float("nan"))})})
+    assert caught.value.violations[0].path == "/p/m/k/1"
