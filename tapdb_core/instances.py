@@ -25,12 +25,13 @@ from tapdb_core.dberrors import translated
 from tapdb_core.errors import (
     ConflictError,
     InstanceNotFoundError,
+    StaleTemplateError,
     ValidationError,
     Violation,
 )
 from tapdb_core.planning import InstancePlan, deep_merge, plan_instance, validate_json_addl
 from tapdb_core.tables import generic_instance as gi
-from tapdb_core.templates import get_template, templates_by_uuid
+from tapdb_core.templates import clear_cache, get_template, templates_by_uuid
 from tapdb_core.values import Instance, Lineage, Template
 
 _DRAW_SEQUENCES = text(
@@ -42,17 +43,36 @@ _DRAW_SEQUENCES = text(
     """
 )
 
+# Templates a write relies on are share-locked until commit and must still be
+# the live rows (same row_version) that planning validated against: a template
+# tightened or deleted by anyone after it was read -- another process, psql --
+# makes the write fail as stale instead of storing what the new rules forbid.
+# Under REPEATABLE READ the lock itself fails (40001) if the row changed since
+# the snapshot.
+_LOCK_TEMPLATES = text(
+    """
+    SELECT t.uuid
+      FROM generic_template t
+      JOIN unnest(CAST(:uuids AS bigint[]), CAST(:versions AS bigint[])) AS v(uuid, row_version)
+        ON t.uuid = v.uuid AND t.row_version = v.row_version
+     WHERE NOT t.is_deleted
+       FOR SHARE OF t
+    """
+)
+
 _INSERT_INSTANCES = text(
     """
-    INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
-                                  type, subtype, version, template_uuid, json_addl, bstatus,
-                                  is_singleton)
-    SELECT r.euid_prefix, r.euid_seq, r.name, r.polymorphic_discriminator, r.category, r.type,
-           r.subtype, r.version, r.template_uuid, r.json_addl, r.bstatus, r.is_singleton
+    INSERT INTO generic_instance (euid_prefix, euid_seq, euid_domain, name,
+                                  polymorphic_discriminator, category, type, subtype, version,
+                                  template_uuid, json_addl, bstatus, is_singleton)
+    SELECT r.euid_prefix, r.euid_seq, r.euid_domain, r.name, r.polymorphic_discriminator,
+           r.category, r.type, r.subtype, r.version, r.template_uuid, r.json_addl, r.bstatus,
+           r.is_singleton
       FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
-               euid_prefix text, euid_seq bigint, name text, polymorphic_discriminator text,
-               category text, type text, subtype text, version text, template_uuid bigint,
-               json_addl jsonb, bstatus text, is_singleton boolean)
+               euid_prefix text, euid_seq bigint, euid_domain text, name text,
+               polymorphic_discriminator text, category text, type text, subtype text,
+               version text, template_uuid bigint, json_addl jsonb, bstatus text,
+               is_singleton boolean)
     RETURNING uuid, euid, created_dt, modified_dt
     """
 )
@@ -132,6 +152,7 @@ def plan(
 def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
     """Write a plan set-based: three statements whatever its size."""
     nodes = planned.nodes
+    lock_templates(conn, [n.template for n in nodes])
     prefixes = [n.template.instance_prefix for n in nodes]
     drawn = conn.execute(_DRAW_SEQUENCES, {"prefixes": prefixes}).all()
     domain = drawn[0].domain if drawn else None
@@ -148,6 +169,9 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
         {
             "euid_prefix": n.template.instance_prefix,
             "euid_seq": seqs[i],
+            # the domain the EUIDs above were computed with, even if someone
+            # changes the database's domain while this statement runs
+            "euid_domain": domain,
             "name": names[i],
             "polymorphic_discriminator": n.polymorphic_discriminator,
             "category": n.template.category,
@@ -216,9 +240,17 @@ def create_tree(
     create_children: bool = True,
 ) -> CreatedTree:
     """Create an instance and, from its template's layouts, its whole child tree."""
-    return write_plan(
-        conn, plan(conn, template_code, name, properties, create_children=create_children)
-    )
+    planned = plan(conn, template_code, name, properties, create_children=create_children)
+    try:
+        # the template check is write_plan's first statement and fails in
+        # Python, not in the database: the transaction stays usable
+        return write_plan(conn, planned)
+    except StaleTemplateError:
+        # A template changed after it was cached: plan again from the live rows
+        # (validated against the new rules). A second change in between is
+        # left to the caller's retry.
+        planned = plan(conn, template_code, name, properties, create_children=create_children)
+        return write_plan(conn, planned)
 
 
 def create(
@@ -254,6 +286,7 @@ def create_many(
     """
     rows = inputcheck.checked_rows(rows)
     template = get_template(conn, template_code)
+    lock_templates(conn, [template])
     base = plan_instance(
         _resolver(conn), template.template_code, "bulk", create_children=False
     ).root
@@ -374,13 +407,44 @@ def find(
     return [Instance.from_row(r) for r in conn.execute(query)]
 
 
+def lock_templates(conn: Connection, templates: Iterable[Template]) -> None:
+    """Share-lock the templates a write relies on until commit, and prove each is
+    still the live row it was read as; raises the retryable StaleTemplateError
+    (after forgetting cached templates) when one changed or was deleted."""
+    wanted = {t.uuid: t for t in templates}
+    if not wanted:
+        return
+    with translated():
+        fresh = set(
+            conn.execute(
+                _LOCK_TEMPLATES,
+                {
+                    "uuids": list(wanted),
+                    "versions": [t.row_version for t in wanted.values()],
+                },
+            ).scalars()
+        )
+    stale = sorted(t.template_code for uuid, t in wanted.items() if uuid not in fresh)
+    if stale:
+        clear_cache()
+        raise StaleTemplateError(
+            f"template {', '.join(stale)} changed or was deleted after it was read: "
+            "run the transaction again"
+        )
+
+
 def _template_of(conn: Connection, instance: Instance) -> Template:
     return templates_by_uuid(conn, [instance.template_uuid])[instance.template_uuid]
 
 
 def _locked(conn: Connection, euid: str) -> Row[Any]:
     row = conn.execute(
-        select(gi).where(gi.c.euid == euid, gi.c.is_deleted.is_(False)).with_for_update()
+        # NO KEY UPDATE: the weakest lock that keeps the row still, and one that
+        # does not conflict with the KEY SHARE locks foreign-key checks take
+        # (linking to this instance elsewhere must not deadlock against us)
+        select(gi)
+        .where(gi.c.euid == euid, gi.c.is_deleted.is_(False))
+        .with_for_update(key_share=True)
     ).one_or_none()
     if row is None:
         raise InstanceNotFoundError(f"instance {euid} not found")
@@ -399,6 +463,7 @@ def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]
     current = Instance.from_row(_locked(conn, euid))
     new_addl = deep_merge(current.json_addl, {"properties": dict(properties)})
     template = _template_of(conn, current)
+    lock_templates(conn, [template])
     validate_json_addl(template, new_addl, where=f"instance {euid}")
     row = conn.execute(
         update(gi).where(gi.c.uuid == current.uuid).values(json_addl=new_addl).returning(*gi.c)

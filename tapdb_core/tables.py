@@ -19,6 +19,7 @@ from sqlalchemy import (
     Identity,
     Index,
     MetaData,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -119,6 +120,9 @@ generic_template = Table(
     Column("is_singleton", Boolean, nullable=False, server_default=text("false")),
     Column("is_deleted", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
+    # bumped by a trigger on every update (revision 0002): proves a cached
+    # template is still the live one
+    Column("row_version", BigInteger, nullable=False, server_default=text("1")),
     UniqueConstraint("euid", name="uq_generic_template_euid"),
     UniqueConstraint("category", "type", "subtype", "version", name="uq_generic_template_code"),
     UniqueConstraint("uuid", "instance_prefix", name="uq_generic_template_uuid_instance_prefix"),
@@ -142,7 +146,11 @@ generic_instance = Table(
     Column("is_deleted", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
     Column("created_xid", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
-    UniqueConstraint("euid", name="uq_generic_instance_euid"),
+    # a partial unique index, not a constraint: it is not a key column, so
+    # updates take FOR NO KEY UPDATE (revision 0002)
+    Index(
+        "uq_generic_instance_euid", "euid", unique=True, postgresql_where=text("euid IS NOT NULL")
+    ),
     # the instance's prefix must be its template's instance_prefix
     ForeignKeyConstraint(
         ["template_uuid", "euid_prefix"],
@@ -268,6 +276,24 @@ audit_log = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     Column("xact_id", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
     Index("ix_audit_log_rel_table_euid_fk", "rel_table_euid_fk"),
+)
+
+# The row the lineage cycle guard updates (revision 0002, docs/schema.md).
+lineage_guard = Table(
+    "tapdb_lineage_guard",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, server_default=text("1")),
+    Column("guarded_changes", BigInteger, nullable=False, server_default=text("0")),
+    CheckConstraint("id = 1", name="ck_tapdb_lineage_guard_one_row"),
+)
+
+# What every EUID sequence had issued, kept across downgrades (revision 0002).
+euid_high_water = Table(
+    "tapdb_euid_high_water",
+    metadata,
+    Column("euid_prefix", Text, primary_key=True),
+    Column("last_value", BigInteger, nullable=False),
+    Column("recorded_dt", DateTime(timezone=True), nullable=False, server_default=_NOW),
 )
 
 #: tables whose DELETE is a soft delete

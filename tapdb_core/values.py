@@ -39,6 +39,8 @@ class Template:
     is_deleted: bool = False
     created_dt: dt.datetime | None = None
     modified_dt: dt.datetime | None = None
+    row_version: int = 1
+    """Bumped by the database on every update: tells a cached copy from the live row."""
 
     @property
     def code(self) -> TemplateCode:

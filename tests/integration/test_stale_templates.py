@@ -1,0 +1,178 @@
+"""Nothing invalid is written whatever the template cache holds: a template
+tightened or deleted by another process, or by a racing transaction, after it
+was cached is caught at write time (templates carry row_version and writes
+share-lock the templates they rely on)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tapdb_core import instances, templates
+from tapdb_core.errors import TemplateNotFoundError, ValidationError
+
+CODE = "content/sample/dna/1.0/"
+TIGHT = {
+    "type": "object",
+    "properties": {
+        "properties": {
+            "type": "object",
+            "properties": {"concentration": {"type": "number", "maximum": 10}},
+        }
+    },
+}
+
+
+def _count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM generic_instance")).scalar_one())
+
+
+def _other_process(engine: Engine, sql: str, params: dict[str, str]) -> None:
+    """Run SQL from a separate Python process (its own cache, its own connection)."""
+    url = engine.url.render_as_string(hide_password=False)
+    script = (
+        "import json, sys\n"
+        "from sqlalchemy import create_engine, text\n"
+        "engine = create_engine(sys.argv[1])\n"
+        "with engine.begin() as conn:\n"
+        "    conn.execute(text(sys.argv[2]), json.loads(sys.argv[3]))\n"
+        "engine.dispose()\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, url, sql, json.dumps(params)], check=True, timeout=60
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    templates.clear_cache()
+
+
+def test_schema_tightened_by_another_process_is_enforced(seeded_engine: Engine) -> None:
+    with seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "before", {"concentration": 25.5})  # caches the template
+    _other_process(
+        seeded_engine,
+        "UPDATE generic_template SET json_addl_schema = CAST(:s AS jsonb)"
+        " WHERE category = 'content' AND type = 'sample' AND subtype = 'dna' AND version = '1.0'",
+        {"s": json.dumps(TIGHT)},
+    )
+    before = _count(seeded_engine)
+    with pytest.raises(ValidationError, match="concentration"), seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "after", {"concentration": 25.5})
+    with pytest.raises(ValidationError), seeded_engine.begin() as conn:
+        instances.create_many(conn, CODE, [("bulk", {"concentration": 99})])
+    assert _count(seeded_engine) == before
+    with seeded_engine.begin() as conn:  # valid data still goes in
+        instances.create(conn, CODE, "fits", {"concentration": 5})
+
+
+def test_update_properties_checks_the_live_schema(seeded_engine: Engine) -> None:
+    with seeded_engine.begin() as conn:
+        sample = instances.create(conn, CODE, "s", {"concentration": 5})
+    _other_process(
+        seeded_engine,
+        "UPDATE generic_template SET json_addl_schema = CAST(:s AS jsonb)"
+        " WHERE category = 'content' AND type = 'sample' AND subtype = 'dna' AND version = '1.0'",
+        {"s": json.dumps(TIGHT)},
+    )
+    with pytest.raises(ValidationError), seeded_engine.begin() as conn:
+        instances.update_properties(conn, sample.euid, {"concentration": 50})
+
+
+def test_template_deleted_by_another_process_gets_no_new_instances(seeded_engine: Engine) -> None:
+    with seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "before")
+    _other_process(
+        seeded_engine,
+        "DELETE FROM generic_template WHERE category = 'content' AND type = 'sample'"
+        " AND subtype = 'dna' AND version = :v",
+        {"v": "1.0"},
+    )
+    before = _count(seeded_engine)
+    with pytest.raises(TemplateNotFoundError), seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "after")
+    assert _count(seeded_engine) == before
+
+
+def _wait_until_blocked(
+    engine: Engine, application_name: str, thread_alive: Callable[[], bool]
+) -> None:
+    """Until the backend of that connection waits on a lock (a condition, not a delay)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            waiting = conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE application_name = :a AND wait_event_type = 'Lock'"
+                ),
+                {"a": application_name},
+            ).scalar_one()
+        if waiting:
+            return
+        if not thread_alive():
+            raise AssertionError(f"{application_name} finished without waiting")
+        time.sleep(0.01)
+    raise AssertionError(f"{application_name} never waited for the template lock")
+
+
+@pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ"])
+def test_writer_racing_a_schema_change_cannot_store_what_it_forbids(
+    seeded_engine: Engine, level: str
+) -> None:
+    """A template change is in flight (uncommitted) while a writer validates
+    against the old, cached row: the writer waits for the change and then
+    refuses (READ COMMITTED: validated against the new rules; REPEATABLE READ:
+    a serialization failure to retry)."""
+    with seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "warm", {"concentration": 1})  # cache the old rules
+    before = _count(seeded_engine)
+    changer = seeded_engine.connect()
+    changer.begin()
+    changer.execute(
+        text(
+            "UPDATE generic_template SET json_addl_schema = CAST(:s AS jsonb)"
+            " WHERE category = 'content' AND type = 'sample' AND subtype = 'dna'"
+            " AND version = '1.0'"
+        ),
+        {"s": json.dumps(TIGHT)},
+    )
+    outcome: list[BaseException | None] = []
+    app = f"stale-writer-{level.replace(' ', '-')}"
+
+    def writer() -> None:
+        try:
+            with seeded_engine.connect().execution_options(isolation_level=level) as conn:
+                with conn.begin():
+                    conn.execute(
+                        text("SELECT set_config('application_name', :a, false)"), {"a": app}
+                    )
+                    instances.create(conn, CODE, "racer", {"concentration": 50})
+            outcome.append(None)
+        except BaseException as exc:  # reported to the main thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        _wait_until_blocked(seeded_engine, app, thread.is_alive)
+        changer.commit()
+    finally:
+        changer.close()
+        thread.join()
+    assert outcome and outcome[0] is not None, "the forbidden instance was written"
+    error = outcome[0]
+    if level == "READ COMMITTED":
+        assert isinstance(error, ValidationError), error
+    else:
+        assert getattr(error, "retryable", False), error
+    assert _count(seeded_engine) == before
