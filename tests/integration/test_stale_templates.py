@@ -176,3 +176,39 @@ def test_writer_racing_a_schema_change_cannot_store_what_it_forbids(
     else:
         assert getattr(error, "retryable", False), error
     assert _count(seeded_engine) == before
+
+
+def test_meridian_domain_changed_between_draw_and_insert(seeded_engine: Engine) -> None:
+    """The writer computes EUIDs from the domain it drew with the sequence
+    values; a domain changed by someone else before its INSERT runs must not
+    make the stored EUIDs differ from the returned ones."""
+    from sqlalchemy import event
+
+    from tapdb_core import euid
+
+    fired: list[bool] = []
+
+    def change_domain_first(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().startswith("INSERT INTO generic_instance (") and not fired:
+            fired.append(True)
+            with seeded_engine.connect() as other:
+                other.execute(text("SELECT tapdb_set_meridian_domain('R7')"))
+                other.commit()
+
+    with seeded_engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", change_domain_first)
+        with conn.begin():
+            tree = instances.create_tree(conn, "container/plate/fixed-plate-96/1.0/", "P")
+        event.remove(conn, "before_cursor_execute", change_domain_first)
+    assert fired
+    with seeded_engine.connect() as conn:
+        stored = set(
+            conn.execute(
+                text("SELECT euid FROM generic_instance WHERE uuid = ANY(:u)"),
+                {"u": [i.uuid for i in tree.instances]},
+            ).scalars()
+        )
+        later = instances.create(conn, "content/sample/dna/1.0/", "after the change")
+    assert stored == {i.euid for i in tree.instances}
+    assert all(euid.parse(e).domain is None for e in stored)
+    assert later.euid.startswith("R7-")
