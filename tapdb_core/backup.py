@@ -42,8 +42,10 @@ stream, whose members come in this order:
     ..., "bytes": ..., "rows": ...}}}``. An archive without it is incomplete.
 
 Inspect one with ``tar xzf backup.tapdb.tar.gz``. The file is created with mode
-0600 (it holds password hashes), written under a temporary name in the target
-directory and renamed into place only once complete.
+0600 (it holds password hashes), written under a new random name in the target
+directory (``.<name>.<random>.partial``, created with ``O_EXCL``, so nothing
+planted at a predictable name is opened or followed) and renamed into place
+only once complete; a failed run removes it.
 
 What is not copied
 ------------------
@@ -133,6 +135,8 @@ CHECKSUMS_MEMBER: Final = "checksums.json"
 _CHUNK: Final = 1 << 20
 _MAX_JSON_BYTES: Final = 64 << 20
 _GZIP_MAGIC: Final = b"\x1f\x8b"
+#: name ending of a backup being written (see _partial_file)
+_PARTIAL_SUFFIX: Final = ".partial"
 #: session settings under which COPY text is written and read back
 _COPY_SETTINGS: Final = (
     ("DateStyle", "ISO, YMD"),
@@ -422,26 +426,57 @@ def backup(url: str | URL, out: Path | str, *, progress: Progress | None = None)
     if not out.parent.is_dir():
         raise BackupError(f"cannot write the backup to {out}: {out.parent} does not exist")
     engine = _engine(url)
-    partial = out.parent / f".{out.name}.{os.getpid()}.partial"
     try:
-        with engine.connect() as conn:
-            conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-            with conn.begin():
-                info = _write_backup(conn, out, partial, say)
-        os.replace(partial, out)
-    except BaseException as exc:
-        with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-        if isinstance(exc, OSError):
-            raise BackupError(f"cannot write the backup to {out}: {exc}") from exc
-        raise
+        with _partial_file(out) as (fd, partial):
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                with conn.begin():
+                    info = _write_backup(conn, out, fd, partial, say)
+            os.replace(partial, out)
+            _fsync_directory(out.parent)
+    except OSError as exc:
+        raise BackupError(f"cannot write the backup to {out}: {exc}") from exc
     finally:
         engine.dispose()
     say(f"backup written to {out}")
     return info
 
 
-def _write_backup(conn: Connection, out: Path, partial: Path, say: Progress) -> BackupInfo:
+@contextlib.contextmanager
+def _partial_file(out: Path) -> Iterator[tuple[int, Path]]:
+    """A new file (fd, path) beside ``out`` for the backup in progress; removed unless renamed.
+
+    ``mkstemp`` creates it with O_CREAT|O_EXCL (a planted file or symlink is
+    never opened, let alone followed), mode 0600 from the start, under a random
+    name: ``.<out name>.<random>.partial``, which no reader takes for a backup,
+    and which a killed run leaves only as an obviously partial file.
+    """
+    fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=_PARTIAL_SUFFIX)
+    partial = Path(name)
+    try:
+        yield fd, partial
+    finally:
+        with contextlib.suppress(OSError):
+            os.close(fd)  # normally closed by the writer already
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()  # gone already when it was renamed into place
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename durable (best effort: not every platform can open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_backup(conn: Connection, out: Path, fd: int, partial: Path, say: Progress) -> BackupInfo:
     _apply_copy_settings(conn)  # first statement: takes the snapshot everything reads
     revision = migrate.current_revision(conn)
     database = str(conn.execute(text("SELECT current_database()")).scalar_one())
@@ -500,8 +535,7 @@ def _write_backup(conn: Connection, out: Path, partial: Path, say: Progress) -> 
     }
     mtime = now.timestamp()
     checksums: dict[str, dict[str, Any]] = {}
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as raw:
+    with os.fdopen(os.dup(fd), "wb") as raw:
         with (
             gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6) as gz,
             tarfile.open(fileobj=gz, mode="w|", format=tarfile.PAX_FORMAT) as tar,
