@@ -34,10 +34,22 @@ from tapdb_core.tables import generic_instance as gi
 from tapdb_core.templates import clear_cache, get_template, templates_by_uuid
 from tapdb_core.values import Instance, Lineage, Template
 
+# Draws every sequence value of a tree and, in the same round trip, share-locks
+# its templates the way _LOCK_TEMPLATES below does (``fresh``: the ones still live
+# at the version planned against).
 _DRAW_SEQUENCES = text(
     """
+    WITH fresh AS MATERIALIZED (
+        SELECT t.uuid
+          FROM generic_template t
+          JOIN unnest(CAST(:uuids AS bigint[]), CAST(:versions AS bigint[])) AS v(uuid, row_version)
+            ON t.uuid = v.uuid AND t.row_version = v.row_version
+         WHERE NOT t.is_deleted
+           FOR SHARE OF t
+    )
     SELECT u.ord, nextval(tapdb_euid_sequence_name(u.prefix)::regclass) AS seq,
-           tapdb_meridian_domain() AS domain
+           tapdb_meridian_domain() AS domain,
+           (SELECT array_agg(f.uuid) FROM fresh f) AS fresh
       FROM unnest(CAST(:prefixes AS text[])) WITH ORDINALITY AS u(prefix, ord)
      ORDER BY u.ord
     """
@@ -152,9 +164,18 @@ def plan(
 def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
     """Write a plan set-based: three statements whatever its size."""
     nodes = planned.nodes
-    lock_templates(conn, [n.template for n in nodes])
+    used = {n.template.uuid: n.template for n in nodes}
     prefixes = [n.template.instance_prefix for n in nodes]
-    drawn = conn.execute(_DRAW_SEQUENCES, {"prefixes": prefixes}).all()
+    with translated():
+        drawn = conn.execute(
+            _DRAW_SEQUENCES,
+            {
+                "prefixes": prefixes,
+                "uuids": list(used),
+                "versions": [t.row_version for t in used.values()],
+            },
+        ).all()
+    _refuse_stale(used, set(drawn[0].fresh or ()) if drawn else set())
     domain = drawn[0].domain if drawn else None
     seqs = [int(r.seq) for r in drawn]
     node_euids = [euids.encode(p, s, domain=domain) for p, s in zip(prefixes, seqs, strict=True)]
@@ -424,6 +445,10 @@ def lock_templates(conn: Connection, templates: Iterable[Template]) -> None:
                 },
             ).scalars()
         )
+    _refuse_stale(wanted, fresh)
+
+
+def _refuse_stale(wanted: Mapping[int, Template], fresh: set[int]) -> None:
     stale = sorted(t.template_code for uuid, t in wanted.items() if uuid not in fresh)
     if stale:
         clear_cache()

@@ -45,7 +45,11 @@ def test_plate_with_96_wells_in_a_handful_of_statements(seeded_engine: Engine) -
     # warm: draw the sequence values, insert every instance, insert every edge
     assert cold <= 3 + 12
     assert len(statements) == 3, statements
-    assert [s.split()[0].upper() for s in statements] == ["SELECT", "INSERT", "INSERT"]
+    assert [s.split()[0].upper() for s in statements] == [
+        "WITH",
+        "INSERT",
+        "INSERT",
+    ]  # draw+lock, nodes, edges
     root = tree.root
     assert euid.parse(root.euid).prefix == "CX"
     assert root.name == "PLATE-001" and root.polymorphic_discriminator == "container_instance"
