@@ -2,9 +2,14 @@
 
 Finds PostgreSQL binaries (an installed PostgreSQL or the ``pgserver`` wheel),
 initialises and starts a cluster for the environment under its data directory,
-creates the database, migrates and seeds it in one transaction, and adds an
-``admin`` user. The port, user and data directory are recorded in the config file
-(mode 0600) so that every later command connects to the same server. Running it
+creates the database, migrates and seeds it in one transaction, adds an ``admin``
+user and creates the application role ``tapdb_app`` (``tapdb db roles``). A new
+cluster authenticates every connection, TCP and local socket, with a password
+(scram-sha-256; nothing is trusted): the superuser's and the application role's
+generated passwords, the port, user and data directory are recorded in the config
+file (mode 0600) so that every later command connects to the same server. The CLI
+keeps using the superuser (migrations, roles); applications connect as
+``tapdb_app``, which cannot alter the schema or forge the audit trail. Running it
 again is harmless: every step notices what is already done.
 """
 
@@ -12,10 +17,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import secrets
+from pathlib import Path
 from typing import Any
 
 from tapdb_core.cli import common
-from tapdb_core.cli.localconfig import check_recorded, record_local_settings, record_path
+from tapdb_core.cli.localconfig import (
+    check_recorded,
+    is_recordable,
+    record_local_settings,
+    record_path,
+    recorded_value,
+)
 from tapdb_core.cli.parsing import Subparsers, group, leaf
 from tapdb_core.cli.pg import (
     binaries_for,
@@ -28,6 +41,7 @@ from tapdb_core.cli.pg import (
 from tapdb_core.pgruntime import LocalCluster, find_binaries, free_port
 
 DEMO_TEMPLATE = "container/plate/fixed-plate-96/1.0/"
+APP_ROLE = "tapdb_app"
 
 
 def configure(sub: Subparsers) -> None:
@@ -130,6 +144,54 @@ def run_demo(engine: Any, target: common.Target) -> dict[str, Any]:
     }
 
 
+def _plain_url(target: common.Target) -> str:
+    """The URL without its password (not even masked)."""
+    return target.url._replace(password=None).render_as_string()
+
+
+def _trusts_connections(data_dir: Path) -> bool:
+    """True when the cluster's pg_hba.conf lets some connection in without a password."""
+    try:
+        lines = (data_dir / "pg_hba.conf").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return False
+    rules = [line.split("#", 1)[0].split() for line in lines]
+    return any(rule and rule[-1] == "trust" for rule in rules)
+
+
+def _ensure_app_role(
+    args: argparse.Namespace, cfg: Any, engine: Any, local: common.Target
+) -> tuple[common.Target, bool]:
+    """Create and grant the application role; its password is kept in the config file.
+    Returns the target connecting as it, and whether its password is recorded."""
+    from tapdb_core import roles
+
+    password = recorded_value(cfg, "app_password")
+    recordable = is_recordable(args, cfg)
+    if password is None and recordable:
+        password = secrets.token_urlsafe(24)
+        # recorded first, so a failure below never leaves a password nobody kept
+        record_local_settings(args, cfg, {"app_user": APP_ROLE, "app_password": password})
+    with common.transaction(engine, local) as conn:
+        roles.grant_roles(conn, app_role=APP_ROLE, app_password=password)
+    app = common.Target(
+        env=local.env,
+        url=local.url.set(username=APP_ROLE, password=password),
+        from_database_url=False,
+    )
+    return app, password is not None
+
+
+def _demo_as(app: common.Target, admin: common.Target) -> dict[str, Any]:
+    """The demo runs as the application role when it can log in, else as the superuser."""
+    who = app if app.password else admin
+    engine = common.open_engine(who)
+    try:
+        return run_demo(engine, who)
+    finally:
+        engine.dispose()
+
+
 def cmd_local(args: argparse.Namespace) -> int:
     from tapdb_core.cli.db import setup_database
     from tapdb_core.cli.schema import identity_prefixes_of
@@ -166,10 +228,29 @@ def cmd_local(args: argparse.Namespace) -> int:
     cluster = LocalCluster(data_dir=data_dir, port=port, binaries=binaries)
     superuser = superuser_for(cfg)
 
+    password = target.password or None
+    generated: dict[str, Any] = {}
     initialised = False
     if not cluster.is_initialized:
+        if password is None:
+            # recorded before initdb: a password nobody kept would lock everyone out
+            if not is_recordable(args, cfg):
+                raise common.UsageError(
+                    f"bootstrap local sets up password authentication, and the YAML config "
+                    f"file {record_path(args, cfg)} is not rewritten: add a `password:` for "
+                    f"environment {env} to it (or set TAPDB_{env.upper()}_PASSWORD) first"
+                )
+            password = secrets.token_urlsafe(24)
+            generated["password"] = password
+            record_local_settings(args, cfg, {"user": superuser, **generated})
         common.progress(f"initdb {data_dir} (PostgreSQL {binaries.version} from {binaries.source})")
-        initialised = cluster.init(superuser=superuser, password=target.password or None)
+        initialised = cluster.init(superuser=superuser, password=password)
+    elif _trusts_connections(data_dir):
+        common.warn(
+            f"the cluster in {data_dir} trusts local connections without a password (made by "
+            f"an older tapdb): re-create it with `tapdb pg init {env} --force` for password "
+            "authentication (destructive)"
+        )
     started = False
     if not status.running:
         common.progress(f"starting PostgreSQL on 127.0.0.1:{port}")
@@ -178,6 +259,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     values: dict[str, Any] = {"engine_type": "local", "host": "127.0.0.1", "port": port}
     values["user"] = superuser
+    values.update(generated)
     values["database"] = target.database
     values["data_dir"] = str(data_dir)
     values["pg_bin"] = str(binaries.bindir)
@@ -186,6 +268,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     needs_record = (
         port != target.port
         or superuser != target.user
+        or bool(generated)
         or data_dir_source in ("--data-dir", "$TAPDB_DATA_DIR")
     )
     recorded = None
@@ -196,7 +279,7 @@ def cmd_local(args: argparse.Namespace) -> int:
 
     local = common.Target(
         env=env,
-        url=target.url.set(host="127.0.0.1", port=port, username=superuser),
+        url=target.url.set(host="127.0.0.1", port=port, username=superuser, password=password),
         from_database_url=False,
     )
     common.remember(local)
@@ -205,9 +288,10 @@ def cmd_local(args: argparse.Namespace) -> int:
     engine = common.open_engine(local)
     try:
         admin_created = _ensure_admin(engine, local, args.admin_user) if args.admin_user else False
-        demo = run_demo(engine, local) if args.demo else None
+        app, app_recorded = _ensure_app_role(args, cfg, engine, local)
     finally:
         engine.dispose()
+    demo = _demo_as(app, local) if args.demo else None
 
     result: dict[str, Any] = {
         "env": env,
@@ -216,7 +300,11 @@ def cmd_local(args: argparse.Namespace) -> int:
         "initialised": initialised,
         "started": started,
         "port": port,
-        "url": local.masked_url(),
+        "url": _plain_url(local),
+        "password_authentication": not _trusts_connections(data_dir),
+        "app_role": APP_ROLE,
+        "app_url": _plain_url(app),
+        "app_password_recorded": app_recorded,
         "config_file": str(recorded) if recorded else None,
         "database_created": setup["created"],
         "revision": setup["revision"],
@@ -242,9 +330,11 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.admin_user:
         state = "created" if admin_created else "exists"
         common.out(f"  admin user {args.admin_user!r} {state}")
+    common.out(f"  application role {APP_ROLE!r}: reads and writes, cannot alter the schema")
     if recorded:
-        common.out(f"  settings recorded in {recorded}")
-    common.out(f"  url: {local.masked_url()}")
+        common.out(f"  settings and passwords recorded in {recorded} (mode 0600)")
+    common.out(f"  url: {_plain_url(local)}")
+    common.out(f"  application url: {_plain_url(app)} (password: app_password in the config)")
     if demo:
         plate = demo["plate"]
         common.out("")

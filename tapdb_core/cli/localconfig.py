@@ -19,6 +19,7 @@ from typing import Any
 
 from tapdb_core import config as tconfig
 from tapdb_core.cli import common
+from tapdb_core.errors import TapdbError
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -37,10 +38,31 @@ def record_path(args: argparse.Namespace, cfg: tconfig.DatabaseConfig) -> Path:
     return Path("~/.config/tapdb").expanduser() / file_name
 
 
+#: keys whose values are never printed (a YAML snippet shows a placeholder)
+SECRET_KEYS = frozenset({"password", "app_password"})
+
+
 def _snippet(env: str, values: Mapping[str, Any]) -> str:
     lines = ["environments:", f"  {env}:"]
-    lines += [f"    {key}: {json.dumps(value)}" for key, value in values.items()]
+    lines += [
+        f"    {key}: " + ("<the password>" if key in SECRET_KEYS else json.dumps(value))
+        for key, value in values.items()
+    ]
     return "\n".join(lines)
+
+
+def is_recordable(args: argparse.Namespace, cfg: tconfig.DatabaseConfig) -> bool:
+    """True when settings (passwords included) can be written to the config file."""
+    return record_path(args, cfg).suffix not in _YAML_SUFFIXES
+
+
+def recorded_value(cfg: tconfig.DatabaseConfig, key: str) -> str | None:
+    """A value this module recorded in the environment's section (e.g. ``app_password``)."""
+    try:
+        value = common.env_sections(cfg.config_file).get(cfg.env, {}).get(key)
+    except TapdbError:
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 def record_local_settings(

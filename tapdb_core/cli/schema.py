@@ -13,44 +13,6 @@ from tapdb_core import euid as euids
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
 
-#: the triggers that carry the database's guarantees, per table
-EXPECTED_TRIGGERS: Final[Mapping[str, tuple[str, ...]]] = {
-    "generic_template": (
-        "tapdb_20_prefix",
-        "tapdb_30_modified",
-        "tapdb_40_no_truncate",
-        "tapdb_40_soft_delete",
-        "tapdb_90_audit_insert",
-        "tapdb_90_audit_update",
-    ),
-    "generic_instance": (
-        "tapdb_10_defaults",
-        "tapdb_20_template_fixed",
-        "tapdb_30_modified",
-        "tapdb_40_no_truncate",
-        "tapdb_40_soft_delete",
-        "tapdb_90_audit_insert",
-        "tapdb_90_audit_update",
-    ),
-    "generic_instance_lineage": (
-        "tapdb_20_defaults",
-        "tapdb_30_modified",
-        "tapdb_40_no_truncate",
-        "tapdb_40_soft_delete",
-        "tapdb_50_acyclic_insert",
-        "tapdb_50_acyclic_update",
-        "tapdb_90_audit_insert",
-        "tapdb_90_audit_update",
-    ),
-    "tapdb_user": (
-        "tapdb_10_euid",
-        "tapdb_30_modified",
-        "tapdb_90_audit_delete",
-        "tapdb_90_audit_insert",
-        "tapdb_90_audit_update",
-    ),
-    "audit_log": ("tapdb_10_append_only", "tapdb_10_no_truncate"),
-}
 _IDENTITY_FIELDS: Final = {
     "tapdb_user": "tapdb_user_euid_prefix",
     "audit_log": "audit_log_euid_prefix",
@@ -247,8 +209,14 @@ def table_counts(conn: Connection) -> dict[str, dict[str, int]]:
     return counts
 
 
-def trigger_report(conn: Connection) -> dict[str, dict[str, list[str]]]:
-    """Per table: expected triggers missing, and present ones that are disabled."""
+def trigger_report(
+    conn: Connection, expected: Mapping[str, list[str]] | None = None
+) -> dict[str, dict[str, list[str]]]:
+    """Per table: expected triggers missing, and present ones that are disabled. The
+    expected ones are those of a fresh migration (``tapdb_core/schema_fingerprint.json``)."""
+    from tapdb_core import tamper
+
+    wanted = expected if expected is not None else tamper.expected_triggers()
     rows = conn.execute(
         text(
             "SELECT c.relname AS table_name, t.tgname AS trigger_name, t.tgenabled AS enabled"
@@ -258,19 +226,19 @@ def trigger_report(conn: Connection) -> dict[str, dict[str, list[str]]]:
             " WHERE NOT t.tgisinternal AND n.nspname = current_schema()"
             "   AND c.relname = ANY (CAST(:tables AS text[]))"
         ),
-        {"tables": list(EXPECTED_TRIGGERS)},
+        {"tables": list(wanted)},
     ).all()
     present = {(r.table_name, r.trigger_name): str(r.enabled) for r in rows}
     report: dict[str, dict[str, list[str]]] = {}
-    for table, names in EXPECTED_TRIGGERS.items():
+    for table, names in wanted.items():
         missing = [n for n in names if (table, n) not in present]
-        disabled = [n for n in names if present.get((table, n)) == "D"]
+        disabled = [n for n in names if present.get((table, n), "O") != "O"]
         report[table] = {"missing": missing, "disabled": disabled}
     return report
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from tapdb_core import migrate
+    from tapdb_core import migrate, tamper
 
     target = common.resolve_target(args, args.env)
     head = migrate.head_revision()
@@ -280,6 +248,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "server": target.where,
         "head": head,
     }
+    integrity: tamper.IntegrityReport | None = None
     engine = common.make_engine(target.url)
     try:
         with common.connection_errors(target), engine.connect() as conn:
@@ -291,6 +260,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             if schema_present:
                 result["tables"] = table_counts(conn)
                 result["triggers"] = trigger_report(conn)
+                integrity = tamper.check_integrity(conn)
     except common.DatabaseMissingError as exc:
         result.update(database_exists=False, revision=None, problem=str(exc))
         schema_present = False
@@ -311,7 +281,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             problems.append(f"{table}: missing triggers {', '.join(report['missing'])}")
         if report["disabled"]:
             problems.append(f"{table}: disabled triggers {', '.join(report['disabled'])}")
-    result["ok"] = not problems
+    tampered = list(integrity.problems) if integrity is not None else []
+    if integrity is not None:
+        result["integrity"] = {
+            "compared": integrity.compared,
+            "fingerprint_revision": integrity.expected_revision,
+            "functions_checked": integrity.functions_checked,
+            "triggers_checked": integrity.triggers_checked,
+        }
+    result["tampered"] = tampered
+    result["ok"] = not problems and not tampered
     result["problems"] = problems
 
     if args.json:
@@ -325,13 +304,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         detail = ", ".join(f"{k} {v}" for k, v in counts.items())
         common.out(f"  {table.ljust(26)} {detail}")
     if "triggers" in result:
-        expected = sum(len(v) for v in EXPECTED_TRIGGERS.values())
+        expected = sum(len(v) for v in tamper.expected_triggers().values())
         bad = sum(len(r["missing"]) + len(r["disabled"]) for r in result["triggers"].values())
         state = "all installed and enabled" if not bad else f"{bad} missing or disabled"
         common.out(f"guarantee triggers  {expected - bad}/{expected} ({state})")
-    if problems:
-        for problem in problems:
-            common.out(f"problem: {problem}")
+    if integrity is not None and integrity.compared:
+        verdict = "TAMPERED" if tampered else "matches the migrated schema"
+        common.out(
+            f"integrity    {verdict} ({integrity.functions_checked} functions, "
+            f"{integrity.triggers_checked} triggers checked)"
+        )
+    for problem in problems:
+        common.out(f"problem: {problem}")
+    for what in tampered:
+        common.out(f"tampered: {what}")
+    if problems or tampered:
         return 1
     common.out("status       ok")
     return 0

@@ -51,7 +51,7 @@ def test_database_lifecycle(
 
     assert sql.returncode == 0, sql.stderr
     assert "CREATE TABLE generic_template" in sql.stdout
-    assert json.loads(dry_run.stdout)["pending"] == [migrate.head_revision()]
+    assert json.loads(dry_run.stdout)["pending"][-1] == migrate.head_revision()
 
     done = cli("db", "schema", "apply", "dev", env=env)
     assert done.returncode == 0, done.stderr

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
+from tapdb_core import migrate
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -97,4 +99,4 @@ def test_wheel_contents_and_migration_from_installed_wheel(
         env=env,
     )
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "0001"
+    assert run.stdout.strip() == migrate.head_revision()
