@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 from sqlalchemy import Connection, select, text, update
 from sqlalchemy import delete as sa_delete
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from tapdb_core import euid as euids
 from tapdb_core import inputcheck
 from tapdb_core.codes import TemplateCode, version_sort_key
 from tapdb_core.dberrors import translated
-from tapdb_core.errors import TemplateNotFoundError, ValidationError, Violation
+from tapdb_core.errors import ConflictError, TemplateNotFoundError, ValidationError, Violation
 from tapdb_core.fastschema import json_equal
 from tapdb_core.tables import generic_template as t
 from tapdb_core.values import Template
@@ -178,6 +179,10 @@ _EXISTING_BY_CODE = text(
     """
 )
 
+#: the advisory lock key template writers share ("tapdb" and 1 as one bigint)
+TEMPLATE_LOCK_KEY: Final = 0x7461706462_0001
+_TEMPLATE_LOCK = text("SELECT pg_advisory_xact_lock(CAST(:key AS bigint))")
+
 UpsertOutcome = Literal["created", "updated", "unchanged", "skipped"]
 
 
@@ -213,6 +218,9 @@ def upsert_templates(
     inputcheck.check_records("/templates", specs)
     for spec in specs:
         euids.check_prefix(spec.instance_prefix)
+    lock_templates(conn)
+    # read after the lock: at READ COMMITTED this statement sees whatever the
+    # previous holder committed, so identical content reports "unchanged"
     keys = [(s.category, s.type, s.subtype, s.version) for s in specs]
     existing: dict[tuple[str, str, str, str], Any] = {}
     if keys:
@@ -259,10 +267,7 @@ def upsert_templates(
                     UpsertResult(code=str(spec.code), outcome="unchanged", euid=row.euid)
                 )
         if to_insert:
-            inserted = conn.execute(
-                t.insert().returning(t.c.category, t.c.type, t.c.subtype, t.c.version, t.c.euid),
-                to_insert,
-            ).all()
+            inserted = _insert_new(conn, to_insert)
             for r in inserted:
                 results.append(
                     UpsertResult(
@@ -282,6 +287,41 @@ def upsert_templates(
         _mark_written(conn)
     order = {str(s.code): i for i, s in enumerate(specs)}
     return sorted(results, key=lambda r: order[r.code])
+
+
+def _insert_new(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Sequence[Any]:
+    """Insert templates whose code was not found; every one must be inserted.
+
+    ``ON CONFLICT DO NOTHING`` makes a code committed after a REPEATABLE READ
+    snapshot (a racing upsert this snapshot cannot see) fail with a retryable
+    serialization error instead of a duplicate-key error. A code that is
+    still skipped was written by someone who took no template lock, or is
+    listed twice: a conflict.
+    """
+    inserted = conn.execute(
+        pg_insert(t)
+        .on_conflict_do_nothing(index_elements=[t.c.category, t.c.type, t.c.subtype, t.c.version])
+        .returning(t.c.category, t.c.type, t.c.subtype, t.c.version, t.c.euid),
+        list(rows),
+    ).all()
+    if len(inserted) != len(rows):
+        keys = [(r["category"], r["type"], r["subtype"], r["version"]) for r in rows]
+        done = {(r.category, r.type, r.subtype, r.version) for r in inserted}
+        missing = sorted({"/".join(k) + "/" for k in keys if k not in done or keys.count(k) > 1})
+        raise ConflictError(
+            f"a template with this code already exists: {', '.join(missing)} "
+            "(listed twice, or written meanwhile without the template lock)"
+        )
+    return inserted
+
+
+def lock_templates(conn: Connection) -> None:
+    """Serialise template writers (upserts, seeding) until the transaction ends.
+
+    A transaction-level advisory lock with a fixed key: two transactions
+    creating the same new code cannot both decide it is missing.
+    """
+    conn.execute(_TEMPLATE_LOCK, {"key": TEMPLATE_LOCK_KEY})
 
 
 def upsert_template(

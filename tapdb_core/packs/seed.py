@@ -6,6 +6,13 @@ chunks) inside the caller's transaction and never commits. Unchanged templates
 are not rewritten, so seeding the same packs again writes no audit rows, and
 existing EUIDs are kept. ``dry_run`` only reads: it compares the packs with the
 database and reports what seeding would do.
+
+Seeding takes the template writers' advisory lock
+(:func:`~tapdb_core.templates.lock_templates`) until the transaction ends, so
+concurrent seeds of the same packs never fail on each other: at READ COMMITTED
+the later one reports the earlier one's templates as unchanged; at REPEATABLE
+READ or SERIALIZABLE it raises the retryable
+:class:`~tapdb_core.errors.SerializationError` (its snapshot cannot see them).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from tapdb_core.templates import (
     UpsertOutcome,
     UpsertResult,
     changed_fields,
+    lock_templates,
     upsert_templates,
 )
 
@@ -158,6 +166,11 @@ def seed_packs(
 
     specs = [template_spec(t) for t in report.templates]
     prefixes = sorted({s.instance_prefix for s in specs})
+    if not dry_run:
+        # concurrent seeds of the same packs take turns (upsert_templates takes
+        # the same lock again, harmlessly); the loser reads the winner's rows
+        # (READ COMMITTED) and reports them unchanged
+        lock_templates(conn)
     new_sequences = _missing_sequences(conn, prefixes)
     if not dry_run:
         _ensure_sequences(conn, prefixes)
