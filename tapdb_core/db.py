@@ -14,7 +14,7 @@ import attrs
 from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from tapdb_core import migrate
+from tapdb_core import migrate, template_cache
 from tapdb_core.config import load_config, normalise_url
 from tapdb_core.dberrors import translate, translated
 from tapdb_core.errors import (
@@ -45,6 +45,19 @@ DEFAULT_TCP_USER_TIMEOUT: Final = 30.0
 def set_audit_user(conn: Connection, user: str | None) -> None:
     """Name the user the audit trail records for the rest of this transaction."""
     conn.execute(text("SELECT set_config('tapdb.audit_user', :user, true)"), {"user": user or ""})
+
+
+_START = text(
+    "SELECT set_config('tapdb.audit_user', :user, true),"
+    " (SELECT generation FROM tapdb_template_generation WHERE id = 1) AS generation"
+)
+
+
+def start_transaction(conn: Connection, user: str | None) -> None:
+    """Set the audit user and, in the same round trip, read the template
+    generation the template cache checks once per transaction."""
+    generation = conn.execute(_START, {"user": user or ""}).one().generation
+    template_cache.note_generation(conn, int(generation))
 
 
 def require_known_revision(current: str | None) -> None:
@@ -163,7 +176,7 @@ class Database:
                 if level is not None:
                     conn.execution_options(isolation_level=level)
                 with conn.begin():
-                    set_audit_user(conn, user or self.app_username)
+                    start_transaction(conn, user or self.app_username)
                     yield conn
                     body_done = True
         except ConnectionLostError as exc:
@@ -179,7 +192,7 @@ class Database:
         """A connection whose first transaction the caller commits or rolls back."""
         self.ensure_schema()
         with translated(), self.engine.connect() as conn:
-            set_audit_user(conn, user or self.app_username)
+            start_transaction(conn, user or self.app_username)
             yield conn
 
     def run_in_transaction(

@@ -49,7 +49,12 @@ WRITE_TABLES: Final = (
     "tapdb_user",
 )
 #: tables the application only reads
-READ_TABLES: Final = ("audit_log", "tapdb_identity_prefix_config", "alembic_version")
+READ_TABLES: Final = (
+    "audit_log",
+    "tapdb_identity_prefix_config",
+    "alembic_version",
+    "tapdb_template_generation",
+)
 #: SECURITY DEFINER functions the library calls directly (EXECUTE is revoked from PUBLIC)
 APP_DEFINER_FUNCTIONS: Final = ("tapdb_ensure_euid_sequence(text)",)
 #: invoker functions the library calls (PUBLIC may execute them; granted explicitly

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    literal,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -94,6 +95,9 @@ identity_prefix_config = Table(
     Column("euid_prefix", Text, nullable=False),
     *_timestamps(),
     UniqueConstraint("entity", name="uq_tapdb_identity_prefix_config_entity"),
+    CheckConstraint("entity IN ('tapdb_user', 'audit_log')", name="entity"),
+    CheckConstraint("tapdb_prefix_is_valid(euid_prefix)", name="prefix"),
+    CheckConstraint("euid_prefix NOT IN ('GT', 'GN')", name="reserved"),
 )
 
 generic_template = Table(
@@ -126,6 +130,8 @@ generic_template = Table(
     UniqueConstraint("euid", name="uq_generic_template_euid"),
     UniqueConstraint("category", "type", "subtype", "version", name="uq_generic_template_code"),
     UniqueConstraint("uuid", "instance_prefix", name="uq_generic_template_uuid_instance_prefix"),
+    CheckConstraint("tapdb_prefix_is_valid(instance_prefix)", name="instance_prefix"),
+    CheckConstraint("jsonb_typeof(json_addl) = 'object'", name="json_addl"),
 )
 
 generic_instance = Table(
@@ -157,6 +163,9 @@ generic_instance = Table(
         ["generic_template.uuid", "generic_template.instance_prefix"],
         name="fk_generic_instance_template_uuid_generic_template",
     ),
+    # nobody can claim a transaction that has not happened (docs/schema.md)
+    CheckConstraint("created_xid <= pg_current_xact_id()", name="created_xid"),
+    CheckConstraint("jsonb_typeof(json_addl) = 'object'", name="json_addl"),
     Index("ix_generic_instance_template_uuid", "template_uuid"),
     Index("ix_generic_instance_code", "category", "type", "subtype", "version"),
     Index(
@@ -170,7 +179,7 @@ generic_instance = Table(
 # Containment queries on properties are served by this expression index.
 Index(
     "ix_generic_instance_properties",
-    generic_instance.c.json_addl["properties"].label("properties"),
+    generic_instance.c.json_addl.op("->")(literal("properties", Text)).label("properties"),
     postgresql_using="gin",
     postgresql_ops={"properties": "jsonb_path_ops"},
 )
@@ -196,7 +205,7 @@ generic_instance_lineage = Table(
         BigInteger,
         ForeignKey(
             "generic_instance.uuid",
-            name="fk_generic_instance_lineage_parent_instance_uuid_generic_instance",
+            name="fk_generic_instance_lineage_parent",
         ),
         nullable=False,
     ),
@@ -205,7 +214,7 @@ generic_instance_lineage = Table(
         BigInteger,
         ForeignKey(
             "generic_instance.uuid",
-            name="fk_generic_instance_lineage_child_instance_uuid_generic_instance",
+            name="fk_generic_instance_lineage_child",
         ),
         nullable=False,
     ),
@@ -218,10 +227,9 @@ generic_instance_lineage = Table(
     Column("is_deleted", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
     UniqueConstraint("euid", name="uq_generic_instance_lineage_euid"),
-    CheckConstraint(
-        "parent_instance_uuid <> child_instance_uuid",
-        name="ck_generic_instance_lineage_no_self_loop",
-    ),
+    CheckConstraint("parent_instance_uuid <> child_instance_uuid", name="no_self_loop"),
+    CheckConstraint("btrim(relationship_type) <> ''", name="relationship_type"),
+    CheckConstraint("jsonb_typeof(json_addl) = 'object'", name="json_addl"),
     Index(
         "uq_generic_instance_lineage_live_edge",
         "parent_instance_uuid",
@@ -258,6 +266,8 @@ tapdb_user = Table(
     UniqueConstraint("euid", name="uq_tapdb_user_euid"),
     UniqueConstraint("username", name="uq_tapdb_user_username"),
     UniqueConstraint("email", name="uq_tapdb_user_email"),
+    CheckConstraint("role IN ('admin', 'user')", name="role"),
+    CheckConstraint("btrim(username) <> ''", name="username"),
 )
 
 audit_log = Table(
@@ -276,6 +286,7 @@ audit_log = Table(
     Column("changed_at", DateTime(timezone=True), nullable=False, server_default=_NOW),
     Column("xact_id", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
     Index("ix_audit_log_rel_table_euid_fk", "rel_table_euid_fk"),
+    CheckConstraint("operation_type IN ('INSERT', 'UPDATE', 'DELETE')", name="operation_type"),
 )
 
 # The row the lineage cycle guard updates (revision 0002, docs/schema.md).
@@ -284,7 +295,17 @@ lineage_guard = Table(
     metadata,
     Column("id", SmallInteger, primary_key=True, server_default=text("1")),
     Column("guarded_changes", BigInteger, nullable=False, server_default=text("0")),
-    CheckConstraint("id = 1", name="ck_tapdb_lineage_guard_one_row"),
+    CheckConstraint("id = 1", name="one_row"),
+)
+
+# Moved by every statement that writes generic_template (revision 0004): the
+# template cache checks it once per transaction.
+template_generation = Table(
+    "tapdb_template_generation",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, server_default=text("1")),
+    Column("generation", BigInteger, nullable=False, server_default=text("0")),
+    CheckConstraint("id = 1", name="one_row"),
 )
 
 # What every EUID sequence had issued, kept across downgrades (revision 0002).

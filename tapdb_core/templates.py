@@ -1,13 +1,12 @@
 """Templates: look up by code or EUID, list, upsert (used by seeding), soft delete.
 
-The cache never hands out a stale template after a change made through this
-module: writes clear it, and reads inside a transaction that wrote templates
-bypass it (that transaction may still roll back).
+The cache (``tapdb_core.template_cache``) never hands a later transaction a
+template changed by anyone, in this process or another: it follows the
+database's template generation counter.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final, Literal
 
@@ -17,7 +16,7 @@ from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from tapdb_core import euid as euids
-from tapdb_core import inputcheck
+from tapdb_core import inputcheck, template_cache
 from tapdb_core.codes import TemplateCode, version_sort_key
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import ConflictError, TemplateNotFoundError, ValidationError, Violation
@@ -25,42 +24,10 @@ from tapdb_core.fastschema import json_equal
 from tapdb_core.tables import generic_template as t
 from tapdb_core.values import Template
 
-_lock = threading.Lock()
-_cache: dict[tuple[str, str], Template] = {}
-_WRITE_MARK = "tapdb_templates_written_in"
-
-
-def clear_cache() -> None:
-    """Forget every cached template."""
-    with _lock:
-        _cache.clear()
-
-
-def _db_key(conn: Connection) -> str:
-    return conn.engine.url.render_as_string(hide_password=True)
-
-
-def _cache_usable(conn: Connection) -> bool:
-    return conn.info.get(_WRITE_MARK) is not conn.get_transaction()
-
-
-def _mark_written(conn: Connection) -> None:
-    conn.info[_WRITE_MARK] = conn.get_transaction()
-    clear_cache()
-
-
-def _remember(conn: Connection, key: str, template: Template) -> Template:
-    if _cache_usable(conn):
-        with _lock:
-            _cache[(_db_key(conn), key)] = template
-    return template
-
-
-def _cached(conn: Connection, key: str) -> Template | None:
-    if not _cache_usable(conn):
-        return None
-    with _lock:
-        return _cache.get((_db_key(conn), key))
+clear_cache = template_cache.clear
+_cached = template_cache.cached
+_remember = template_cache.remember
+_mark_written = template_cache.mark_written
 
 
 def _live(include_deleted: bool) -> Any:

@@ -212,3 +212,39 @@ def test_meridian_domain_changed_between_draw_and_insert(seeded_engine: Engine) 
     assert stored == {i.euid for i in tree.instances}
     assert all(euid.parse(e).domain is None for e in stored)
     assert later.euid.startswith("R7-")
+
+
+def test_cache_follows_a_change_made_by_another_process(seeded_engine: Engine) -> None:
+    """Issue 9's two-process case: the next transaction after a template change
+    made with plain SQL elsewhere gets the new row, not the cached one."""
+    with seeded_engine.begin() as conn:
+        before = templates.get_template(conn, CODE)  # cached now
+    with seeded_engine.begin() as conn:
+        assert templates.get_template(conn, CODE) is before  # served from the cache
+    _other_process(
+        seeded_engine,
+        "UPDATE generic_template SET name = :n"
+        " WHERE category = 'content' AND type = 'sample' AND subtype = 'dna' AND version = '1.0'",
+        {"n": "renamed elsewhere"},
+    )
+    with seeded_engine.begin() as conn:
+        after = templates.get_template(conn, CODE)
+    assert after.name == "renamed elsewhere"
+    assert after.row_version == before.row_version + 1
+
+
+def test_template_generation_moves_with_every_template_write(seeded_engine: Engine) -> None:
+    def generation() -> int:
+        with seeded_engine.connect() as conn:
+            return int(
+                conn.execute(text("SELECT generation FROM tapdb_template_generation")).scalar_one()
+            )
+
+    start = generation()
+    with seeded_engine.begin() as conn:
+        conn.execute(
+            text("UPDATE generic_template SET bstatus = bstatus WHERE category = 'content'")
+        )
+    with seeded_engine.begin() as conn:
+        conn.execute(text("SELECT 1 FROM generic_template")).all()  # reads move nothing
+    assert generation() == start + 1

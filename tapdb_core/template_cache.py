@@ -1,0 +1,98 @@
+"""The process-wide template cache, kept honest across processes.
+
+Entries are per database (URL without password). The database keeps a
+generation counter that every statement writing ``generic_template`` moves
+(revision 0004); each transaction reads it once (``Database.begin`` reads it in
+the same round trip that sets the audit user) and the database's entries are
+dropped when it moved. So a template changed by another process, another
+service or ``psql`` is never served from the cache by a later transaction.
+Writes through this process clear the cache at once, and a transaction that
+wrote templates bypasses it (it may still roll back).
+
+A transaction that started before a change may still get the older template:
+instance writes prove at write time that the template they validated against is
+still the live row (``instances.lock_templates``), so nothing invalid is stored.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Final
+
+from sqlalchemy import Connection, text
+
+from tapdb_core.values import Template
+
+_lock = threading.Lock()
+_entries: dict[tuple[str, str], Template] = {}
+#: the generation each database's entries were read under
+_generations: dict[str, int] = {}
+
+_WRITE_MARK: Final = "tapdb_templates_written_in"
+_SEEN: Final = "tapdb_template_generation_seen"
+_READ_GENERATION: Final = text("SELECT generation FROM tapdb_template_generation WHERE id = 1")
+
+
+def clear() -> None:
+    """Forget every cached template."""
+    with _lock:
+        _entries.clear()
+        _generations.clear()
+
+
+def _db_key(conn: Connection) -> str:
+    return conn.engine.url.render_as_string(hide_password=True)
+
+
+def note_generation(conn: Connection, generation: int) -> None:
+    """Record the generation this transaction sees (read by the caller already)."""
+    conn.info[_SEEN] = (conn.get_transaction(), generation)
+
+
+def _generation(conn: Connection) -> int:
+    seen = conn.info.get(_SEEN)
+    if seen is not None and seen[0] is conn.get_transaction():
+        return int(seen[1])
+    generation = int(conn.execute(_READ_GENERATION).scalar_one())
+    note_generation(conn, generation)
+    return generation
+
+
+def _usable(conn: Connection) -> int | None:
+    """The generation to use the cache under, or None to bypass it."""
+    if conn.info.get(_WRITE_MARK) is conn.get_transaction():
+        return None
+    generation = _generation(conn)
+    key = _db_key(conn)
+    with _lock:
+        known = _generations.get(key)
+        if known is None or generation > known:
+            for entry in [k for k in _entries if k[0] == key]:
+                del _entries[entry]
+            _generations[key] = generation
+        elif generation < known:
+            # an older snapshot than the cache's: read the database directly
+            return None
+    return generation
+
+
+def mark_written(conn: Connection) -> None:
+    """This transaction wrote templates: bypass the cache for it, and clear it."""
+    conn.info[_WRITE_MARK] = conn.get_transaction()
+    clear()
+
+
+def remember(conn: Connection, key: str, template: Template) -> Template:
+    generation = _usable(conn)
+    if generation is not None:
+        with _lock:
+            if _generations.get(_db_key(conn)) == generation:
+                _entries[(_db_key(conn), key)] = template
+    return template
+
+
+def cached(conn: Connection, key: str) -> Template | None:
+    if _usable(conn) is None:
+        return None
+    with _lock:
+        return _entries.get((_db_key(conn), key))
