@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 
 from tapdb_core import euid
+from tapdb_core.errors import EUIDError
 
 VALID = euid.encode("CX", 19)
 DOMAIN_VALID = euid.encode("CX", 19, domain="AB")
@@ -65,12 +66,12 @@ def test_the_controls_are_valid_in_both(sql_engine: Engine, candidate: str) -> N
 
 def test_prefix_and_domain_checks_refuse_a_trailing_newline() -> None:
     for bad in ("CX\n", "CX\r", " CX"):
-        with pytest.raises(euid.EUIDError):
+        with pytest.raises(EUIDError):
             euid.check_prefix(bad)
         assert not euid.PREFIX_RE.match(bad)
-    with pytest.raises(euid.EUIDError):
+    with pytest.raises(EUIDError):
         euid.check_domain("AB\n")
     assert not euid.DOMAIN_RE.match("AB\n")
-    with pytest.raises(euid.EUIDError):
+    with pytest.raises(EUIDError):
         euid.parse(VALID + "\n")
     assert not euid.is_valid("CX-1\x00")
