@@ -19,7 +19,13 @@ from sqlalchemy import delete as sa_delete
 from tapdb_core import euid as euids
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import InstanceNotFoundError, NotFoundError, ValidationError, Violation
-from tapdb_core.inputcheck import check_int, check_object, check_text, check_text_list
+from tapdb_core.inputcheck import (
+    check_int,
+    check_object,
+    check_optional_text,
+    check_text,
+    check_text_list,
+)
 from tapdb_core.instances import get as get_instance
 from tapdb_core.tables import generic_instance as gi
 from tapdb_core.tables import generic_instance_lineage as gl
@@ -104,6 +110,7 @@ _LINK = text(
 
 
 def get_lineage(conn: Connection, euid: str) -> Lineage:
+    check_text("/euid", euid)
     row = conn.execute(
         select(gl).where(gl.c.euid == euid, gl.c.is_deleted.is_(False))
     ).one_or_none()
@@ -122,6 +129,8 @@ def unlink(
 ) -> list[str]:
     """Soft-delete an edge by its EUID, or the live edges parent -> child (of one
     relationship type, or all). Returns the EUIDs of the edges deleted."""
+    check_optional_text("/euid", euid)
+    check_optional_text("/relationship_type", relationship_type)
     query = select(gl.c.uuid, gl.c.euid).where(gl.c.is_deleted.is_(False))
     if euid is not None:
         query = query.where(gl.c.euid == euid)

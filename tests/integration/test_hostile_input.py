@@ -157,6 +157,12 @@ TEXT_ENTRY_POINTS: dict[str, tuple[Call, str]] = {
         lambda c, w, v: lineage.link(c, w["b"], w["a"], v),  # type: ignore[arg-type]
         "/relationship_type",
     ),
+    "unlink.relationship_type": (
+        lambda c, w, v: lineage.unlink(c, w["a"], w["b"], v),  # type: ignore[arg-type]
+        "/relationship_type",
+    ),
+    "unlink.euid": (lambda c, w, v: lineage.unlink(c, euid=v), "/euid"),  # type: ignore[arg-type]
+    "get_lineage": (lambda c, w, v: lineage.get_lineage(c, v), "/euid"),  # type: ignore[arg-type]
     "descendants.relationship_types": (
         lambda c, w, v: lineage.descendants(c, w["a"], relationship_types=["contains", v]),  # type: ignore[list-item]
         "/relationship_types/1",
