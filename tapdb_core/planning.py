@@ -18,27 +18,27 @@ The semantics are daylily-tapdb 0.1.13's ``InstanceFactory.create_instance``:
   ancestor chain is refused.
 
 Better than the original: every node's ``json_addl`` is validated against its
-template's ``json_addl_schema`` (all violations at once) before anything is
-written, and bad layouts are reported with JSON pointers.
+template's ``json_addl_schema`` (all violations at once, by jsonschema-rs: see
+:mod:`tapdb_core.schemacheck`) before anything is written, and bad layouts are
+reported with JSON pointers.
 
-Everything is checked while planning, so a writer can insert the plan level by
-level (:meth:`InstancePlan.levels`) and render child names once the parents'
-EUIDs are known (:meth:`PlannedNode.render_name`).
+Everything is checked while planning, so a writer can insert the nodes in
+order (a parent always comes before its children) and render child names once
+the parents' EUIDs are known (:meth:`PlannedNode.render_name`).
 """
 
 from __future__ import annotations
 
 import copy
 import functools
-import marshal
 import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
 
 import attrs
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+import jsonschema_rs
 
+from tapdb_core import schemacheck
 from tapdb_core.codes import TemplateCode
 from tapdb_core.errors import (
     TemplateCodeError,
@@ -46,7 +46,6 @@ from tapdb_core.errors import (
     ValidationError,
     Violation,
 )
-from tapdb_core.fastschema import Predicate, compile_schema
 from tapdb_core.inputcheck import check_optional_json, check_text
 from tapdb_core.values import Template
 
@@ -59,10 +58,13 @@ __all__ = [
     "InstancePlan",
     "PlannedEdge",
     "PlannedNode",
+    "SchemaValidator",
     "TemplateResolver",
+    "check_json_addl",
     "deep_merge",
     "materialise_actions",
     "plan_instance",
+    "schema_validator",
     "validate_json_addl",
 ]
 
@@ -131,25 +133,20 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def _pointer(parts: Iterable[str | int]) -> str:
-    """RFC 6901 pointer: ``["a/b", 0]`` -> ``/a~1b/0``."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
-
-
-def _path_key(path: Iterable[str | int]) -> tuple[tuple[int, int | str], ...]:
-    return tuple((0, p) if isinstance(p, int) else (1, str(p)) for p in path)
+_pointer = schemacheck.pointer
 
 
 # -- json_addl_schema -------------------------------------------------------------------
 
-_VALIDATOR_CACHE_SIZE: Final = 256
-_validators: dict[int, tuple[Mapping[str, Any], Draft202012Validator, Predicate | None]] = {}
+SchemaValidator: TypeAlias = jsonschema_rs.Validator
 
 
-def _validator(
-    template: Template, where: str
-) -> tuple[Draft202012Validator, Predicate | None] | None:
-    """The (cached) validator of the template's ``json_addl_schema``; None without one."""
+def schema_validator(template: Template, where: str) -> SchemaValidator | None:
+    """The compiled validator of the template's ``json_addl_schema`` (None without one).
+
+    Raises :class:`ValidationError` when the schema is not an object or not a
+    usable JSON Schema.
+    """
     schema = template.json_addl_schema
     if schema is None:
         return None
@@ -158,54 +155,31 @@ def _validator(
             f"{where}: json_addl_schema of {template.template_code} is not an object",
             [Violation(path="", message=f"expected an object, got {type(schema).__name__}")],
         )
-    # Keyed on the schema object itself (kept alive in the entry, so its id
-    # cannot be reused): serialising the schema on every call cost more than
-    # validating.
-    key = id(schema)
-    entry = _validators.get(key)
-    if entry is not None and entry[0] is schema:
-        return entry[1], entry[2]
     try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError as exc:
+        return schemacheck.compiled(schema)
+    except schemacheck.SchemaUnusable as exc:
         raise ValidationError(
-            f"{where}: json_addl_schema of {template.template_code} is not a valid "
-            "JSON Schema (draft 2020-12)",
-            [Violation(path=_pointer(exc.absolute_path), message=exc.message)],
+            f"{where}: json_addl_schema of {template.template_code} is not a valid JSON Schema",
+            [Violation(path=_pointer(exc.path) or "/", message=exc.message)],
         ) from exc
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
-    if len(_validators) >= _VALIDATOR_CACHE_SIZE:
-        _validators.clear()
-    fast = compile_schema(schema)
-    _validators[key] = (schema, validator, fast)
-    return validator, fast
 
 
-def _run_validator(
-    validators: tuple[Draft202012Validator, Predicate | None],
-    template: Template,
-    json_addl: Any,
-    where: str,
+def check_json_addl(
+    validator: SchemaValidator, template: Template, json_addl: Any, *, where: str
 ) -> None:
-    validator, fast = validators
-    if fast is not None and fast(json_addl):
-        return  # accepted by the exact fast check (tapdb_core.fastschema)
+    """Raise :class:`ValidationError` with every violation of ``json_addl`` (sorted by pointer)."""
     try:
-        if validator.is_valid(json_addl):  # errors are collected only when invalid
-            return
-        errors = list(validator.iter_errors(json_addl))
-    except Exception as exc:  # unresolvable $ref, bad regex, ...
+        found = schemacheck.violations(validator, json_addl)
+    except ValueError as exc:  # a value jsonschema-rs cannot read
         raise ValidationError(
             f"{where}: json_addl_schema of {template.template_code} cannot be applied",
             [Violation(path="", message=str(exc))],
         ) from exc
-    if not errors:
-        return
-    errors.sort(key=lambda e: (_path_key(e.absolute_path), e.message))
-    raise ValidationError(
-        f"{where}: json_addl violates the schema of {template.template_code}",
-        [Violation(path=_pointer(e.absolute_path) or "/", message=e.message) for e in errors],
-    )
+    if found:
+        raise ValidationError(
+            f"{where}: json_addl violates the schema of {template.template_code}",
+            [Violation(path=path, message=message) for path, message in found],
+        )
 
 
 def validate_json_addl(template: Template, json_addl: Mapping[str, Any], *, where: str) -> None:
@@ -214,9 +188,9 @@ def validate_json_addl(template: Template, json_addl: Mapping[str, Any], *, wher
     Raises :class:`ValidationError` carrying every violation (JSON pointer +
     message, sorted by pointer), or when the schema itself is unusable.
     """
-    validator = _validator(template, where)
+    validator = schema_validator(template, where)
     if validator is not None:
-        _run_validator(validator, template, json_addl, where)
+        check_json_addl(validator, template, json_addl, where=where)
 
 
 # -- actions ----------------------------------------------------------------------------
@@ -372,15 +346,6 @@ class InstancePlan:
     def root(self) -> PlannedNode:
         return self.nodes[0]
 
-    def levels(self) -> list[list[PlannedNode]]:
-        """Nodes grouped by depth: ``[[root], [children], [grandchildren], ...]``."""
-        levels: list[list[PlannedNode]] = []
-        for node in self.nodes:
-            while len(levels) <= node.depth:
-                levels.append([])
-            levels[node.depth].append(node)
-        return levels
-
 
 # -- layouts ----------------------------------------------------------------------------
 
@@ -417,51 +382,14 @@ class _RawEntry:
     json_addl: Mapping[str, Any] | None
 
 
-class _Snapshot:
-    """A JSON-like value kept aside; :meth:`copy` gives independent deep copies quickly."""
-
-    __slots__ = ("_data", "_value")
-
-    def __init__(self, value: dict[str, Any]) -> None:
-        self._value: dict[str, Any] | None = None
-        self._data: bytes | None = None
-        try:
-            self._data = marshal.dumps(value)
-        except ValueError:  # not plain JSON types (a datetime, a dict subclass, ...)
-            self._value = _copy_json(value)
-
-    def copy(self) -> dict[str, Any]:
-        if self._data is not None:
-            # our own bytes from marshal.dumps above; marshal copies dict/list trees
-            # several times faster than copy.deepcopy
-            copied: dict[str, Any] = marshal.loads(self._data)  # noqa: S302
-            return copied
-        fallback: dict[str, Any] = _copy_json(self._value)
-        return fallback
-
-
 class _Planner:
     def __init__(self, resolve: TemplateResolver, max_depth: int) -> None:
         self._resolve = resolve
         self.max_depth = max_depth
         self._templates: dict[str, Template] = {}
         self._layouts: dict[str, list[_Entry]] = {}
-        self._bases: dict[str, _Snapshot] = {}
-        self._children: dict[tuple[str, int | None], _Snapshot | dict[str, Any]] = {}
-        self._validators: dict[str, tuple[Draft202012Validator, Predicate | None] | None] = {}
-        self._info: dict[int, tuple[str, str, str]] = {}
-
-    def info(self, template: Template) -> tuple[str, str, str]:
-        """(canonical code, instance discriminator, initial bstatus) of a template."""
-        key = id(template)  # templates stay referenced by self._templates (or the caller)
-        found = self._info.get(key)
-        if found is None:
-            found = self._info[key] = (
-                template.template_code,
-                template.instance_discriminator,
-                _default_status(template),
-            )
-        return found
+        self._bases: dict[str, dict[str, Any]] = {}  # never handed out: callers get copies
+        self._validators: dict[str, SchemaValidator | None] = {}
 
     def resolve(self, code: str) -> Template:
         template = self._templates.get(code)
@@ -479,15 +407,14 @@ class _Planner:
         if code in self._validators:
             validator = self._validators[code]
         else:
-            validator = self._validators[code] = _validator(template, where)
+            validator = self._validators[code] = schema_validator(template, where)
         if validator is not None:
-            _run_validator(validator, template, json_addl, where)
+            check_json_addl(validator, template, json_addl, where=where)
 
-    def base_json_addl(self, template: Template) -> dict[str, Any]:
+    def base_json_addl(self, template: Template, code: str) -> dict[str, Any]:
         """A fresh ``{"properties", "action_groups", "audit_log"}`` for a new instance."""
-        code = self.info(template)[0]
-        snapshot = self._bases.get(code)
-        if snapshot is None:
+        base = self._bases.get(code)
+        if base is None:
             properties = template.json_addl.get("properties")
             if properties is None:
                 properties = {}
@@ -496,40 +423,25 @@ class _Planner:
                     f"invalid json_addl in template {code}",
                     [Violation(path="/properties", message="must be an object")],
                 )
-            master = {
+            base = self._bases[code] = {
                 "properties": _copy_json(properties),
                 "action_groups": self.actions(template),
                 "audit_log": [],
             }
-            snapshot = self._bases[code] = _Snapshot(master)
-        return snapshot.copy()
+        copied: dict[str, Any] = _copy_json(base)
+        return copied
 
-    def child_json_addl(
-        self, entry: _Entry, index: int, child_index: int, parent_code: str
-    ) -> dict[str, Any]:
-        """The validated ``json_addl`` of one child made by ``entry`` (a fresh copy).
+    def child_json_addl(self, entry: _Entry, index: int, parent_code: str) -> dict[str, Any]:
+        """The validated ``json_addl`` of the children ``entry`` makes (a fresh dict).
 
-        It depends only on the template and the entry, so it is built and
-        validated once per plan however many children the entry makes.
+        The same for every child of the entry: the caller builds it once and
+        copies it for the others.
         """
-        key = (entry.code, None if entry.json_addl is None else id(entry))
-        known = self._children.get(key)
-        if isinstance(known, _Snapshot):
-            return known.copy()
-        if known is not None:
-            # second use: ``known`` went to the first child, which nothing changes
-            # while planning; keep a snapshot of it for this and later children
-            snapshot = self._children[key] = _Snapshot(known)
-            return snapshot.copy()
-        json_addl = self.base_json_addl(entry.template)
+        json_addl = self.base_json_addl(entry.template, entry.code)
         if entry.json_addl is not None:
             _merge_into(json_addl, entry.json_addl)
-        where = (
-            f"child node {index} ({entry.code}, child {child_index} of {parent_code} "
-            f"at {entry.pointer})"
-        )
+        where = f"child node {index} ({entry.code}, child 1 of {parent_code} at {entry.pointer})"
         self.validate(entry.template, entry.code, json_addl, where)
-        self._children[key] = json_addl
         return json_addl
 
     def layouts(self, template: Template, code: str) -> list[_Entry]:
@@ -664,7 +576,7 @@ class _Planner:
                     f"{exc} (child template {item.code} of {template.template_code} "
                     f"at {item.pointer})"
                 ) from exc
-            code, discriminator, bstatus = self.info(child_template)
+            code, discriminator, bstatus = _info(child_template)
             entries.append(
                 _Entry(
                     layout_index=item.layout_index,
@@ -705,6 +617,11 @@ def _json_type(value: object) -> str:
         float: "number",
         type(None): "null",
     }.get(type(value), type(value).__name__)
+
+
+def _info(template: Template) -> tuple[str, str, str]:
+    """(canonical code, instance discriminator, initial bstatus) of a template."""
+    return template.template_code, template.instance_discriminator, _default_status(template)
 
 
 def _default_status(template: Template) -> str:
@@ -769,9 +686,9 @@ def plan_instance(
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
     planner = _Planner(resolve, max_depth)
     root_template = planner.resolve(str(TemplateCode.parse(template_code)))
-    root_code, root_discriminator, root_status = planner.info(root_template)
+    root_code, root_discriminator, root_status = _info(root_template)
 
-    json_addl = planner.base_json_addl(root_template)
+    json_addl = planner.base_json_addl(root_template, root_code)
     if properties:
         json_addl["properties"].update(_copy_json(properties))
     planner.validate(root_template, root_code, json_addl, f"instance {name!r} ({root_code})")
@@ -831,6 +748,7 @@ def plan_instance(
                 )
             chain = (*work.chain, child_code)
             parent_name = work.static_name
+            first_addl: dict[str, Any] = {}
             for child_index in range(1, entry.count + 1):
                 running += 1
                 index = len(nodes)
@@ -847,6 +765,10 @@ def plan_instance(
                 else:
                     _check_name(entry, {**context, "parent_name": "<parent name>"}, work.chain[-1])
                     rendered = None
+                if child_index == 1:  # built and validated once per entry: all alike
+                    child_addl = first_addl = planner.child_json_addl(entry, index, work.chain[-1])
+                else:
+                    child_addl = _copy_json(first_addl)
                 node = PlannedNode(
                     index=index,
                     depth=depth,
@@ -855,7 +777,7 @@ def plan_instance(
                     name_pattern=entry.name_pattern,
                     name_context=context,
                     literal_name=None,
-                    json_addl=planner.child_json_addl(entry, index, child_index, work.chain[-1]),
+                    json_addl=child_addl,
                     polymorphic_discriminator=entry.discriminator,
                     bstatus=entry.bstatus,
                     is_singleton=child_template.is_singleton,

@@ -20,7 +20,7 @@ from tapdb_core import inputcheck, template_cache
 from tapdb_core.codes import TemplateCode, version_sort_key
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import ConflictError, TemplateNotFoundError, ValidationError, Violation
-from tapdb_core.fastschema import json_equal
+from tapdb_core.jsonvalues import json_equal
 from tapdb_core.tables import generic_template as t
 from tapdb_core.values import Template
 
