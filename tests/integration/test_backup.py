@@ -27,6 +27,7 @@ from tapdb_core.tables import metadata
 PLATE96 = "container/plate/fixed-plate-96/1.0/"
 DNA = "content/sample/dna/1.0/"
 TABLES = [t.name for t in metadata.sorted_tables]
+EUID_TABLES = [t.name for t in metadata.sorted_tables if "euid" in t.c]
 WEIRD_NAME = "tab\there\nnewline \\ backslash, 'quote' \"dq\" ünïcødé 🧪 \\N"
 _extra = itertools.count()
 
@@ -77,7 +78,8 @@ def _snapshot(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         tables = {
             t: conn.execute(
-                text(f"SELECT (to_jsonb(t) - 'created_xid')::text FROM \"{t}\" t ORDER BY uuid")
+                # the row text includes any key (not every table has a uuid column)
+                text(f"SELECT (to_jsonb(t) - 'created_xid')::text FROM \"{t}\" t ORDER BY 1")
             )
             .scalars()
             .all()
@@ -147,7 +149,7 @@ def _restored_euids(engine: Engine) -> set[str]:
         return {
             str(e)
             for t in TABLES
-            if t != "tapdb_identity_prefix_config"
+            if t in EUID_TABLES
             for e in conn.execute(text(f'SELECT euid FROM "{t}"')).scalars()
         }
 
@@ -318,7 +320,8 @@ def test_backup_of_a_database_without_a_domain_and_larger_tables(
     assert info.meridian_domain is None and info.identity_prefixes["tapdb_user"] == "PPX"
     assert info.row_counts["generic_instance"] == 12_000
     with tarfile.open(out, "r:gz") as archive:  # several COPY chunks each way
-        assert archive.getmember("data/05-generic_instance.copy").size > 4 * (1 << 20)
+        (member,) = [m for m in archive.getnames() if m.endswith("-generic_instance.copy")]
+        assert archive.getmember(member).size > 4 * (1 << 20)
     target = new_db()
     bk.restore(_url(target), out)
     after = _snapshot(target)
