@@ -1,15 +1,17 @@
-"""``tapdb db data seed|backup|restore``."""
+"""``tapdb db data seed|backup|restore|verify``."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
 from tapdb_core.cli.schema import identity_prefixes_of
+
+if TYPE_CHECKING:
+    from tapdb_core.backup import BackupContents
 
 
 def configure(db_sub: Subparsers) -> None:
@@ -49,17 +51,33 @@ def configure(db_sub: Subparsers) -> None:
         help="references to templates in no pack are errors (default) or warnings",
     )
 
-    p = leaf(data, "backup", "write a backup of the tapdb data to a file", cmd_backup)
+    p = leaf(
+        data,
+        "backup",
+        "write a pg_dump custom-format backup of the database to a file (mode 0600)",
+        cmd_backup,
+    )
     add_env_argument(p)
     p.add_argument(
-        "-o", "--output", metavar="FILE", help="output file (default: tapdb_ENV_TIMESTAMP.sql)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="output file (default: tapdb-DATABASE-UTCTIMESTAMP.dump in the current directory)",
+    )
+    p.add_argument(
+        "--data-only",
+        action="store_true",
+        help="rows and sequence positions only (restores into a database migrated to the "
+        "same revision, without data)",
     )
 
     p = leaf(data, "restore", "restore a backup into the database (destructive)", cmd_restore)
     add_env_argument(p)
     p.add_argument("-i", "--input", required=True, metavar="FILE", help="backup file to restore")
     p.add_argument(
-        "--clean", action="store_true", help="remove the existing tapdb data before restoring"
+        "--clean",
+        action="store_true",
+        help="drop the existing tapdb objects first (in the restore's transaction)",
     )
     p.add_argument(
         "--drop-dependents",
@@ -68,6 +86,14 @@ def configure(db_sub: Subparsers) -> None:
         "that depend on tapdb's tables; without it --clean refuses and lists them",
     )
     common.add_guard_options(p)
+
+    p = leaf(
+        data,
+        "verify",
+        "read a backup file completely and list what it holds (no server needed)",
+        cmd_verify,
+    )
+    p.add_argument("file", metavar="FILE", help="backup file")
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -122,60 +148,69 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(info: object) -> dict[str, Any]:
-    """The JSON-ready summary of a BackupInfo / RestoreInfo."""
-    result: dict[str, Any] = {}
-    for name in ("revision", "meridian_domain", "cleaned", "created_at", "format_version"):
-        if hasattr(info, name):
-            result[name] = getattr(info, name)
-    tables = getattr(info, "tables", ())
-    result["rows"] = {t.name: t.rows for t in tables}
-    result["sequences"] = len(getattr(info, "sequences", ()))
-    adjusted = getattr(info, "adjusted_sequences", ())
-    if adjusted:
-        result["adjusted_sequences"] = list(adjusted)
-    return result
+def _contents(contents: BackupContents) -> dict[str, Any]:
+    return {
+        "revision": contents.revision,
+        "data_only": contents.data_only,
+        "database": contents.database,
+        "server_version": contents.server_version,
+        "pg_dump_version": contents.pg_dump_version,
+        "created_at": contents.created_at,
+        "rows": contents.row_counts,
+        "sequences": list(contents.sequences),
+    }
+
+
+def _describe(contents: BackupContents) -> str:
+    kind = "data-only backup" if contents.data_only else "backup"
+    rows = sum(contents.row_counts.values())
+    return (
+        f"{kind} of {contents.database!r} at revision {contents.revision} "
+        f"({rows} rows in {len(contents.rows)} tables, PostgreSQL {contents.server_version})"
+    )
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    try:
-        from tapdb_core.backup import backup
-    except ImportError:
-        raise common.CliError(
-            "backup is not available in this installation (tapdb_core.backup is missing)"
-        ) from None
+    from tapdb_core.backup import backup, default_file_name
+
     target = common.resolve_target(args, args.env)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.output or f"tapdb_{target.env}_{stamp}.tapdb.tar.gz").expanduser()
+    out = Path(args.output or default_file_name(target.database)).expanduser()
     if out.is_dir():
         raise common.UsageError(f"--output {out} is a directory")
     if not out.parent.is_dir():
         raise common.UsageError(f"--output {out}: directory {out.parent} does not exist")
-    engine = common.open_engine(target)  # explain an unreachable server or missing schema
+    engine = common.open_engine(target, need_schema=False)  # explain an unreachable server
     engine.dispose()
     common.progress(f"backing up {target.database} to {out}")
-    info = backup(target.url, out, progress=common.progress)
+    info = backup(target.url, out, data_only=args.data_only, progress=common.progress)
     common.oplog(target, "db data backup", str(out))
-    result = {"database": target.database, "output": str(out), **_summary(info)}
     if args.json:
-        common.print_json(result)
+        common.print_json({"output": str(out), **_contents(info.contents)})
     else:
-        rows = sum(result["rows"].values())
-        common.out(
-            f"backup of {target.database!r} (revision {result.get('revision')}, {rows} rows "
-            f"in {len(result['rows'])} tables) written to {out}"
-        )
+        common.out(f"{_describe(info.contents)} written to {out}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from tapdb_core.backup import verify
+
+    source = Path(args.file).expanduser()
+    if not source.is_file():
+        raise common.UsageError(f"{source}: no such file")
+    contents = verify(source)
+    if args.json:
+        common.print_json({"file": str(source), **_contents(contents)})
+        return 0
+    common.out(f"{source}: {_describe(contents)}, made {contents.created_at}")
+    for table, rows in contents.rows:
+        common.out(f"  {table:<32} {rows:>10} rows")
+    common.out(f"  {len(contents.sequences)} sequence positions")
     return 0
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    try:
-        from tapdb_core.backup import RestoreTargetNotEmptyError, restore
-    except ImportError:
-        raise common.CliError(
-            "restore is not available in this installation (tapdb_core.backup is missing)"
-        ) from None
     from tapdb_core import migrate
+    from tapdb_core.backup import RestoreTargetNotEmptyError, restore
 
     target = common.resolve_target(args, args.env)
     source = Path(args.input).expanduser()
@@ -198,26 +233,28 @@ def cmd_restore(args: argparse.Namespace) -> int:
             drop_dependents=args.drop_dependents,
             progress=common.progress,
         )
-    except RestoreTargetNotEmptyError:
+    except RestoreTargetNotEmptyError as exc:
         raise common.CliError(
-            f"database {target.database!r} already holds tapdb objects: restore into an empty "
-            f"database (`tapdb db create {target.env}` after `tapdb db delete {target.env}`) "
-            "or pass --clean to drop them first (in the same transaction)"
+            f"database {target.database!r}: {exc} (or into an empty database made with "
+            f"`tapdb db delete {target.env}` and `tapdb db create {target.env}`)"
         ) from None
     common.oplog(
         target,
         "db data restore",
         f"{source} clean={args.clean} drop_dependents={args.drop_dependents}",
     )
-    result = {"database": target.database, "input": str(source), **_summary(info)}
     if args.json:
-        common.print_json(result)
-    else:
-        rows = sum(result["rows"].values())
-        common.out(
-            f"restored {source} into {target.database!r}: {rows} rows, "
-            f"revision {result.get('revision')}"
+        common.print_json(
+            {
+                "database": target.database,
+                "input": str(source),
+                "cleaned": info.cleaned,
+                "dropped_dependents": list(info.dropped_dependents),
+                **_contents(info.contents),
+            }
         )
-        if result.get("revision") != migrate.head_revision():
+    else:
+        common.out(f"restored {source} into {target.database!r}: {_describe(info.contents)}")
+        if info.contents.revision != migrate.head_revision():
             common.note(f"next: tapdb db schema migrate {target.env}")
     return 0
