@@ -21,7 +21,7 @@ def _view_exists(engine: Engine) -> bool:
 def test_restore_clean_and_reset_refuse_then_drop_with_the_flag(
     cli: Cli, engine: Engine, db_url: URL, server_url: URL, tmp_path: Path
 ) -> None:
-    out = tmp_path / "b.tapdb.tar.gz"
+    out = tmp_path / "b.dump"
     bk.backup(engine.url.render_as_string(hide_password=False), out)
     with engine.begin() as conn:
         conn.execute(text(APP_VIEW))

@@ -6,7 +6,6 @@ import os
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -31,7 +30,7 @@ def open_umask() -> Iterator[None]:
 def test_a_symlink_at_the_old_predictable_name_is_not_followed(
     engine: Engine, tmp_path: Path, open_umask: None
 ) -> None:
-    out = tmp_path / "b.tapdb.tar.gz"
+    out = tmp_path / "b.dump"
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     victim.chmod(0o644)
@@ -44,14 +43,14 @@ def test_a_symlink_at_the_old_predictable_name_is_not_followed(
     assert stat.S_IMODE(victim.stat().st_mode) == 0o644
     assert planted.is_symlink() and os.readlink(planted) == str(victim)
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    assert bk.read_manifest(out).tables
+    assert bk.verify(out).rows
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [out.name, victim.name, planted.name]
     )
 
 
 def test_a_symlink_as_the_output_is_replaced_not_followed(engine: Engine, tmp_path: Path) -> None:
-    out = tmp_path / "b.tapdb.tar.gz"
+    out = tmp_path / "b.dump"
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     out.symlink_to(victim)
@@ -64,22 +63,22 @@ def test_a_symlink_as_the_output_is_replaced_not_followed(engine: Engine, tmp_pa
 def test_a_failure_mid_backup_leaves_no_file(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: BaseException
 ) -> None:
-    out = tmp_path / "b.tapdb.tar.gz"
+    out = tmp_path / "b.dump"
     seen: list[list[str]] = []
-    real = bk._spool_table
+    real = bk.verify
 
-    def failing(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        # the partial file exists and has data when the failure strikes
+    def failing(path: Path) -> bk.BackupContents:
+        # pg_dump has written the partial file completely when the failure strikes
         seen.append(sorted(p.name for p in tmp_path.iterdir()))
-        if len(seen) == 2:
-            raise failure
-        return real(*args, **kwargs)
+        assert path.stat().st_size > 0 and stat.S_IMODE(path.stat().st_mode) == 0o600
+        real(path)
+        raise failure
 
-    monkeypatch.setattr(bk, "_spool_table", failing)
+    monkeypatch.setattr(bk, "verify", failing)
     with pytest.raises(type(failure)):
         bk.backup(_url(engine), out)
-    assert len(seen) == 2
-    (partial,) = seen[1]
+    assert len(seen) == 1
+    (partial,) = seen[0]
     assert partial.startswith(f".{out.name}.") and partial.endswith(".partial")
     assert partial != f".{out.name}.{os.getpid()}.partial"  # not predictable
     assert list(tmp_path.iterdir()) == []
@@ -88,14 +87,14 @@ def test_a_failure_mid_backup_leaves_no_file(
 def test_an_existing_backup_survives_a_failed_one(
     engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "b.tapdb.tar.gz"
+    out = tmp_path / "b.dump"
     bk.backup(_url(engine), out)
     previous = out.read_bytes()
 
-    def failing(*args: Any, **kwargs: Any) -> dict[str, Any]:
-        raise OSError(28, "No space left on device")
+    def failing(path: Path) -> bk.BackupContents:
+        raise bk.InvalidBackupError(f"{path}: truncated or corrupt (No space left on device)")
 
-    monkeypatch.setattr(bk, "_spool_table", failing)
+    monkeypatch.setattr(bk, "verify", failing)
     with pytest.raises(bk.BackupError, match="No space left"):
         bk.backup(_url(engine), out)
     assert out.read_bytes() == previous

@@ -58,7 +58,7 @@ def with_app(engine: Engine, tmp_path: Path) -> Path:
     with engine.begin() as conn:
         upsert_templates(conn, [BOX])
         instances.create(conn, "container/box/dep-box/1.0/", "box")
-    out = tmp_path / "backup.tapdb.tar.gz"
+    out = tmp_path / "backup.dump"
     bk.backup(_url(engine), out)
     with engine.begin() as conn:
         conn.execute(text(APP_OBJECTS))
