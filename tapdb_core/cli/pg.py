@@ -1,15 +1,17 @@
 """``tapdb pg``: a local PostgreSQL cluster per environment.
 
 The data directory is ``--data-dir``, else ``$TAPDB_DATA_DIR/<env>``, else the
-``data_dir`` recorded in the config file, else ``./postgres_data/<env>``. The
-port is the environment's resolved port, so the port started is the port the
-other commands connect to; ``start-local -p PORT`` records a different port in
-the config file.
+``data_dir`` recorded in the config file, else ``./postgres_data/<env>`` (as root,
+when the server's unprivileged OS user cannot enter that, as in a checkout under root's
+0700 home: ``/var/lib/tapdb/<checkout>-<hash>/<env>``). The port is the environment's
+resolved port, so the port started is the port the other commands connect to;
+``start-local -p PORT`` records a different port in the config file.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import socket
 import sys
@@ -25,9 +27,10 @@ from tapdb_core.cli import common
 from tapdb_core.cli.localconfig import check_recorded, record_local_settings
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
 from tapdb_core.errors import TapdbError
-from tapdb_core.pgruntime import LocalCluster, PgBinaries, find_binaries
+from tapdb_core.pgruntime import LocalCluster, PgBinaries, find_binaries, unreachable_by_server
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+SERVER_DATA_HOME = Path("/var/lib/tapdb")
 
 
 def configure(sub: Subparsers) -> None:
@@ -93,7 +96,13 @@ def data_dir_for(args: argparse.Namespace, cfg: tconfig.DatabaseConfig) -> tuple
     if isinstance(recorded, str) and recorded:
         base = cfg.config_file.parent if cfg.config_file else Path.cwd()
         return (base / Path(recorded).expanduser()).absolute(), str(cfg.config_file)
-    return (Path("postgres_data") / cfg.env).absolute(), "default"
+    default = (Path("postgres_data") / cfg.env).absolute()
+    if unreachable_by_server(default) is not None:
+        # root, with the checkout in a 0700 directory (root's home): the unprivileged
+        # server user cannot enter it, so the cluster lives where it can, one per checkout
+        digest = hashlib.sha256(str(default.parent).encode()).hexdigest()[:12]
+        return SERVER_DATA_HOME / f"{default.parent.parent.name}-{digest}" / cfg.env, "default"
+    return default, "default"
 
 
 def refuse_protected(env: str) -> None:

@@ -797,3 +797,34 @@ def test_root_runs_the_wheel_from_a_checkout_in_a_0700_directory(workdir: Path) 
             cluster.stop(mode="immediate")
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another OS user")
+def test_root_default_data_dir_moves_out_of_a_0700_checkout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import argparse
+    import types
+
+    from tapdb_core.cli import pg
+
+    private = Path(tempfile.mkdtemp(prefix="tapdb-0700-"))
+    try:
+        (private / "checkout").mkdir()
+        monkeypatch.chdir(private / "checkout")
+        monkeypatch.delenv("TAPDB_DATA_DIR", raising=False)
+        cfg = types.SimpleNamespace(env="dev", config_file=None)
+
+        data_dir, source = pg.data_dir_for(argparse.Namespace(), cfg)  # type: ignore[arg-type]
+
+        assert source == "default"
+        assert data_dir.is_relative_to(pg.SERVER_DATA_HOME) and data_dir.name == "dev"
+        assert data_dir.parent.name.startswith("checkout-")
+        assert pgruntime.unreachable_by_server(data_dir) is None
+        assert pgruntime.unreachable_by_server(private / "checkout" / "x") == private
+        os.chmod(private, 0o755)  # noqa: S103  (reachable: the checkout's own folder again)
+        assert pg.data_dir_for(argparse.Namespace(), cfg)[0] == (  # type: ignore[arg-type]
+            private / "checkout" / "postgres_data" / "dev"
+        )
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
