@@ -58,20 +58,13 @@ _ENTRY = re.compile(r"^\d+; \d+ \d+ (TABLE DATA|SEQUENCE SET|TABLE) (\S+) (\S+) 
 _HEADER = re.compile(rb"^-- (?:Data for )?Name: .*; Type: ([A-Z ]+); Schema: ")
 _COPY = re.compile(rb"^COPY ([a-z_0-9]+)\.([a-z_0-9]+) \((.*)\) FROM stdin;$")
 _SETVAL = re.compile(rb"^SELECT pg_catalog\.setval\('[a-z_0-9]+\.([a-z_0-9]+)', ")
-_LIBPQ_QUERY: Final = {
-    "sslmode": "PGSSLMODE",
-    "sslrootcert": "PGSSLROOTCERT",
-    "sslcert": "PGSSLCERT",
-    "sslkey": "PGSSLKEY",
-    "connect_timeout": "PGCONNECT_TIMEOUT",
-    "application_name": "PGAPPNAME",
-    "options": "PGOPTIONS",
-    "target_session_attrs": "PGTARGETSESSIONATTRS",
-    "gssencmode": "PGGSSENCMODE",
-    "passfile": "PGPASSFILE",
-    "host": "PGHOST",
-    "port": "PGPORT",
-}
+#: URL query parameters libpq also reads from the environment (pg_dump gets them there)
+_LIBPQ_QUERY: Final = dict(
+    pair.split("=")
+    for pair in "sslmode=PGSSLMODE sslrootcert=PGSSLROOTCERT sslcert=PGSSLCERT sslkey=PGSSLKEY "
+    "connect_timeout=PGCONNECT_TIMEOUT application_name=PGAPPNAME options=PGOPTIONS "
+    "target_session_attrs=PGTARGETSESSIONATTRS passfile=PGPASSFILE host=PGHOST port=PGPORT".split()
+)
 
 
 class BackupError(TapdbError):
@@ -207,7 +200,11 @@ def backup(
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    _fsync_directory(out.parent)
+    fd = os.open(out.parent, os.O_RDONLY)  # the rename itself is durable
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return BackupInfo(
         path=out, database=str(target.database), contents=attrs.evolve(contents, path=out)
     )
@@ -221,14 +218,6 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> bytes
     if done.returncode != 0:
         raise BackupError(f"{what} failed: {done.stderr.decode(errors='replace').strip()}")
     return done.stdout
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- reading a file
@@ -263,7 +252,7 @@ def _script(path: Path, *options: str) -> Iterator[Iterator[bytes]]:
     """The SQL ``pg_restore`` writes for the archive, line by line; a failure of
     pg_restore (a truncated or corrupt file) raises once the lines are read."""
     with tempfile.TemporaryFile() as errors:
-        argv = [_tool("pg_restore"), *options, "-f", "-", str(path)]
+        argv = [_tool("pg_restore"), *options, "-f", "-", str(path.absolute())]
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors)
         assert proc.stdout is not None
         try:
@@ -309,7 +298,10 @@ def verify(path: Path | str) -> BackupContents:
     path = Path(path)
     _sniff(path)
     done = subprocess.run(
-        [_tool("pg_restore"), "--list", str(path)], capture_output=True, text=True, check=False
+        [_tool("pg_restore"), "--list", str(path.absolute())],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if done.returncode != 0:
         raise _bad(path, f"truncated or corrupt ({done.stderr.strip()})")
@@ -410,12 +402,13 @@ def restore(
             "(made by a newer one?): upgrade tapdb_core to restore it"
         )
     engine = _engine(target)
+    dropped: tuple[str, ...]
     try:
         with engine.begin() as conn:
             _check_target(conn, contents)
             if contents.data_only:
                 _prepare_data_only(conn, contents, clean)
-                cleaned, dropped = False, tuple[str, ...]()
+                cleaned, dropped = False, ()
             else:
                 cleaned, dropped = _prepare_full(conn, contents, clean, drop_dependents, say)
             say(f"restoring {sum(n for _t, n in contents.rows)} rows")

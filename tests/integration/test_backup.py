@@ -312,8 +312,8 @@ def test_backup_and_restore_as_a_non_superuser_owner_with_a_password(
         argvs.append(list(argv))
         return real_popen(argv, *args, **kwargs)
 
-    monkeypatch.setattr(bk.subprocess, "run", run)
-    monkeypatch.setattr(bk.subprocess, "Popen", popen)
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(subprocess, "Popen", popen)
     try:
         with admin_engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{database}" OWNER "{role}"'))
