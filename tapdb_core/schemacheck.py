@@ -63,8 +63,8 @@ def compiled(schema: Mapping[str, Any]) -> jsonschema_rs.Validator:
     """The compiled validator of ``schema`` (cached); :class:`SchemaUnusable` if it has none."""
     try:
         text = canonical_schema(schema)
-    except (TypeError, ValueError) as exc:
-        raise SchemaUnusable([], f"not JSON: {exc}") from exc
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise SchemaUnusable([], f"not JSON: {exc}") from None
     return _compile(text)
 
 

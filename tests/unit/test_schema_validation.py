@@ -402,6 +402,22 @@ def test_unusable_schemas_are_reported_with_their_pointer() -> None:
             validate_json_addl(template_with(bad), {}, where="w")
 
 
+def test_absurdly_deep_schemas_are_refused() -> None:
+    for depth in (900, 5000):
+        schema: Any = {"type": "integer"}
+        for _ in range(depth):
+            schema = {"items": schema}
+        with pytest.raises(schemacheck.SchemaUnusable):
+            schemacheck.compiled(schema)
+
+
+def test_a_catastrophic_pattern_takes_no_time() -> None:
+    """jsonschema-rs matches in linear time (no backtracking blow-up); asserted by
+    finishing at all, not by a clock."""
+    validator = schemacheck.compiled({"pattern": "^(a+)+$"})
+    assert [p for p, _ in schemacheck.violations(validator, "a" * 5000 + "b")] == ["/"]
+
+
 def test_formats_are_asserted_as_jsonschema_asserts_them() -> None:
     date = schemacheck.compiled({"format": "date"})
     assert schemacheck.violations(date, "2024-02-30") == [("/", '"2024-02-30" is not a "date"')]
