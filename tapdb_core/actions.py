@@ -27,6 +27,7 @@ calling library functions (:func:`tapdb_core.instances.set_status`,
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -256,6 +257,22 @@ class ActionDispatcher:
             set_audit_user(session, previous_user)
         return outcome.result
 
+    def _call_handler(
+        self,
+        handler: Callable[..., Any],
+        session: Connection,
+        target: Instance,
+        action_ds: dict[str, Any],
+        captured_data: dict[str, Any],
+    ) -> Any:
+        """Call one handler, inside the SAVEPOINT, after the claim.
+
+        The class API (:class:`tapdb_core.facade.ActionDispatcher`) overrides
+        this to hand handlers a changeable object and write its changes back
+        here, before the execution is counted.
+        """
+        return handler(target, action_ds, captured_data)
+
     def _claim_and_run(self, session: Connection, euid: str, request: _Request) -> _Outcome:
         """Claim (lock the row, check), run the handler, count, record: inside the SAVEPOINT."""
         target = _locked_target(session, euid)  # the claim: held until the SAVEPOINT ends
@@ -273,7 +290,14 @@ class ActionDispatcher:
             return _Outcome.error(f"action {where} is already running in this transaction")
         token = _running.set(_running.get() | {running})
         try:
-            outcome = _run_handler(handler, session, target, checked.definition, request, where)
+            outcome = _run_handler(
+                functools.partial(self._call_handler, handler, session),
+                session,
+                target,
+                checked.definition,
+                request,
+                where,
+            )
         finally:
             _running.reset(token)
         if outcome.failed:

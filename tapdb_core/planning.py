@@ -87,6 +87,9 @@ NAME_PLACEHOLDERS: Final = frozenset(
         "child_index",
         "child_subtype",
         "child_template_code",
+        # the original README's own example ("Sample-{i}"), which the original
+        # could not render: the copy number within its entry, as {child_index}
+        "i",
     }
 )
 _DUMMY_EUID: Final = "XX-1"
@@ -756,6 +759,7 @@ def plan_instance(
                     "index": running,
                     "layout_index": entry.layout_index,
                     "child_index": child_index,
+                    "i": child_index,
                     "child_subtype": child_template.subtype,
                     "child_template_code": child_code,
                 }

@@ -77,6 +77,7 @@ NAME_PATTERN_PLACEHOLDERS: Final = frozenset(
         "child_index",
         "child_subtype",
         "child_template_code",
+        "i",  # alias of {child_index}: the original README's "Sample-{i}"
     }
 )
 #: instance keys a json_addl_schema must accept besides ``properties``
