@@ -96,6 +96,10 @@ def _split_hostname(hostname: str) -> tuple[str, int | None]:
     if not value:
         raise ConfigurationError("db_hostname must not be empty")
     if value.startswith("/"):
+        # a socket directory; the original README's f"{host}:{port}" appends the port
+        directory, sep, port_text = value.rpartition(":")
+        if sep and port_text.isdigit() and 0 < int(port_text) < 65536:
+            return directory, int(port_text)
         return value, None
     host, port = value, ""
     if value.startswith("["):
