@@ -403,6 +403,7 @@ def test_string_and_object_children_counts_and_placeholders() -> None:
         "index": 1,
         "layout_index": 1,
         "child_index": 1,
+        "i": 1,
         "child_subtype": "dna",
         "child_template_code": "content/sample/dna/1.0/",
     }
