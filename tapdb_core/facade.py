@@ -462,6 +462,11 @@ class InstanceObject:
     def _bind(self, session: Connection) -> None:
         object.__setattr__(self, "_session", session)
 
+    def _replace_value(self, value: Instance) -> None:
+        if isinstance(self._session, TapdbSession):
+            self._session._remember(self)  # restored if the transaction rolls back
+        object.__setattr__(self, "_value", value)
+
     def _rebase(self, value: Instance) -> None:
         """Take ``value`` as the stored state, keeping the changes not written back."""
         old = self._value
@@ -474,7 +479,7 @@ class InstanceObject:
                 object.__setattr__(
                     self, "_json_addl", _rebased(value.json_addl, old.json_addl, self._json_addl)
                 )
-        object.__setattr__(self, "_value", value)
+        self._replace_value(value)
 
     def _discard(self) -> None:
         object.__setattr__(self, "_status", None)
@@ -491,7 +496,7 @@ class InstanceObject:
         if self._status is not None and self._status != value.bstatus:
             value = instances.set_status(conn, value.euid, self._status)
         object.__setattr__(self, "_status", None)
-        object.__setattr__(self, "_value", value)
+        self._replace_value(value)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, InstanceObject):
@@ -640,6 +645,8 @@ class TapdbSession(Connection):
         super().__init__(engine)
         self._tapdb_audit_user = audit_user
         self._tapdb_objects: dict[int, InstanceObject] = {}
+        #: objects whose stored state this transaction changed, with the state before it
+        self._tapdb_before: dict[int, tuple[InstanceObject, Instance]] = {}
 
     def begin(self) -> RootTransaction:
         transaction = super().begin()
@@ -691,15 +698,28 @@ class TapdbSession(Connection):
         with translated():
             self.flush()
             super().commit()
+        self._tapdb_before.clear()
 
     def rollback(self) -> None:
+        """Roll back; the objects show their state from before the transaction again
+        (pending changes discarded, as the ORM's rollback expires them)."""
         super().rollback()
-        for obj in self._tapdb_objects.values():
-            obj._discard()
+        self._forget_transaction()
 
     def close(self) -> None:
+        self._forget_transaction()
         self._tapdb_objects.clear()
         super().close()
+
+    def _remember(self, obj: InstanceObject) -> None:
+        self._tapdb_before.setdefault(id(obj), (obj, obj.value))
+
+    def _forget_transaction(self) -> None:
+        for obj, before in self._tapdb_before.values():
+            object.__setattr__(obj, "_value", before)
+        self._tapdb_before.clear()
+        for obj in self._tapdb_objects.values():
+            obj._discard()
 
     def _object_for(self, value: Instance) -> InstanceObject:
         obj = self._tapdb_objects.get(value.uuid)
@@ -715,8 +735,10 @@ class TapdbSession(Connection):
         if commit:
             self.flush()
             Connection.commit(self)
+            self._tapdb_before.clear()
         else:
             Connection.rollback(self)
+            self._forget_transaction()
 
 
 # -- the original's classes -------------------------------------------------------------

@@ -425,11 +425,12 @@ def test_layout_child_shape_errors(
         ({"child_templates": ["container/tube"]}, "/child_templates/0", "invalid template code"),
         (
             {
-                "name_pattern": "{parent_name}-{i}",
+                # ({i} is the original README's alias of {child_index}: accepted)
+                "name_pattern": "{parent_name}-{n}",
                 "child_templates": ["container/tube/generic/1.0"],
             },
             "/name_pattern",
-            "unknown placeholder {i}",
+            "unknown placeholder {n}",
         ),
     ],
 )
