@@ -13,7 +13,7 @@ from tapdb_core import euid, instances, lineage
 from tapdb_core.actions import ActionDispatcher
 from tapdb_core.audit import history
 from tapdb_core.db import set_audit_user
-from tapdb_core.errors import InstanceNotFoundError
+from tapdb_core.errors import InstanceNotFoundError, TapdbError
 from tapdb_core.templates import TemplateSpec, upsert_templates
 from tapdb_core.values import Instance
 
@@ -299,7 +299,7 @@ def test_failing_handler_leaves_no_writes_and_transaction_usable(
 
 
 def test_dispatcher_session_exists_only_inside_handlers() -> None:
-    with pytest.raises(Exception, match="no action is running"):
+    with pytest.raises(TapdbError, match="no action is running"):
         _ = Handlers().session
 
 
