@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select, text
 from sqlalchemy import delete as sa_delete
 
 from tapdb_core import euid as euids
+from tapdb_core import graph_layout
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import InstanceNotFoundError, NotFoundError, ValidationError, Violation
 from tapdb_core.inputcheck import (
@@ -392,25 +393,45 @@ class Graph:
             ],
         }
 
-    def to_dot(self) -> str:
-        """Graphviz DOT text (strings escaped, so any name is safe)."""
+    def layout(self, center: str | None = None) -> graph_layout.Layout:
+        """Positions for a picture: wells in their plate grid, wide fan-outs wrapped
+        (see :mod:`tapdb_core.graph_layout`); ``center`` (an EUID) is highlighted."""
         by_uuid = {n.uuid: n for n in self.nodes}
+        return graph_layout.layout(
+            [
+                graph_layout.NodeIn(
+                    key=n.euid,
+                    name=n.name,
+                    kind=f"{n.category}/{n.type}/{n.subtype}",
+                    properties=n.properties,
+                    deleted=n.is_deleted,
+                )
+                for n in self.nodes
+            ],
+            [
+                graph_layout.EdgeIn(
+                    parent=by_uuid[e.parent_instance_uuid].euid,
+                    child=by_uuid[e.child_instance_uuid].euid,
+                    relationship=e.relationship_type,
+                )
+                for e in self.edges
+            ],
+            center=center,
+        )
 
-        def q(value: str) -> str:
-            return json.dumps(value)  # a JSON string is a valid DOT quoted string
+    def to_dot(self, center: str | None = None) -> str:
+        """Graphviz DOT with every node pinned to :meth:`layout` (strings escaped,
+        so any name is safe); ``dot -Tsvg`` or ``-Tpng`` draws it as laid out."""
+        return graph_layout.to_dot(self.layout(center))
 
-        lines = ["digraph lineage {", "  rankdir=TB;", "  node [shape=box];"]
-        for n in self.nodes:
-            label = q(n.euid + "\n" + n.name)
-            lines.append(f"  {q(n.euid)} [label={label}];")
-        for e in self.edges:
-            parent, child = (
-                by_uuid[e.parent_instance_uuid].euid,
-                by_uuid[e.child_instance_uuid].euid,
-            )
-            lines.append(f"  {q(parent)} -> {q(child)} [label={q(e.relationship_type)}];")
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+    def to_svg(self, center: str | None = None) -> str:
+        """An SVG picture, drawn without Graphviz."""
+        return graph_layout.to_svg(self.layout(center))
+
+    def to_png(self, center: str | None = None) -> bytes:
+        """A PNG picture drawn by Graphviz; :class:`~tapdb_core.graph_layout.RendererUnavailableError`
+        names what to install when ``dot`` is missing."""
+        return graph_layout.render_png(self.layout(center))
 
 
 def graph(
