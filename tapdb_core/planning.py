@@ -29,9 +29,6 @@ the parents' EUIDs are known (:meth:`PlannedNode.render_name`).
 
 from __future__ import annotations
 
-import copy
-import functools
-import string
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeAlias
 
@@ -41,12 +38,24 @@ import jsonschema_rs
 from tapdb_core import schemacheck
 from tapdb_core.codes import TemplateCode
 from tapdb_core.errors import (
-    TemplateCodeError,
     TemplateNotFoundError,
     ValidationError,
     Violation,
 )
 from tapdb_core.inputcheck import check_optional_json, check_text
+from tapdb_core.layouts import (
+    DEFAULT_NAME_PATTERN,
+    DEFAULT_RELATIONSHIP_TYPE,
+    MAX_LAYOUT_DEPTH,
+    NAME_PATTERN_PLACEHOLDERS,
+    LayoutChild,
+    copy_json,
+    deep_merge,
+    json_pointer,
+    merge_into,
+    parse_layouts,
+    pattern_fields,
+)
 from tapdb_core.values import Template
 
 __all__ = [
@@ -73,70 +82,11 @@ __all__ = [
 TemplateResolver: TypeAlias = Callable[[str], Template]
 
 #: deepest nesting of instantiation layouts below the root (the original's limit)
-MAX_DEPTH: Final = 10
-DEFAULT_RELATIONSHIP_TYPE: Final = "contains"
-DEFAULT_NAME_PATTERN: Final = "{parent_name}_{child_subtype}_{index}"
+MAX_DEPTH: Final = MAX_LAYOUT_DEPTH
 DEFAULT_STATUS: Final = "created"
 #: placeholders a child ``name_pattern`` may use
-NAME_PLACEHOLDERS: Final = frozenset(
-    {
-        "parent_name",
-        "parent_euid",
-        "index",
-        "layout_index",
-        "child_index",
-        "child_subtype",
-        "child_template_code",
-        # the original README's own example ("Sample-{i}"), which the original
-        # could not render: the copy number within its entry, as {child_index}
-        "i",
-    }
-)
+NAME_PLACEHOLDERS: Final = NAME_PATTERN_PLACEHOLDERS
 _DUMMY_EUID: Final = "XX-1"
-
-
-# -- JSON helpers ---------------------------------------------------------------------
-
-
-_SCALARS: Final = (str, int, float, bool, type(None))
-
-
-def _copy_json(value: Any) -> Any:
-    """A deep copy of JSON-like data (dicts and lists copied, scalars shared); fast."""
-    kind = type(value)
-    if kind is dict:
-        return {k: _copy_json(v) for k, v in value.items()}
-    if kind is list:
-        return [_copy_json(v) for v in value]
-    if kind in _SCALARS:
-        return value
-    if isinstance(value, Mapping):
-        return {k: _copy_json(v) for k, v in value.items()}
-    return copy.deepcopy(value)
-
-
-def _merge_into(target: dict[str, Any], override: Mapping[str, Any]) -> None:
-    """Merge ``override`` into ``target`` in place (``target`` must be owned by the caller)."""
-    for key, value in override.items():
-        current = target.get(key)
-        if isinstance(current, dict) and isinstance(value, Mapping):
-            _merge_into(current, value)
-        else:
-            target[key] = _copy_json(value)
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` merged into a deep copy of ``base``; neither input is changed.
-
-    Nested objects merge key by key; anything else (lists included) in
-    ``override`` replaces the value in ``base``.
-    """
-    merged: dict[str, Any] = {k: _copy_json(v) for k, v in base.items()}
-    _merge_into(merged, override)
-    return merged
-
-
-_pointer = schemacheck.pointer
 
 
 # -- json_addl_schema -------------------------------------------------------------------
@@ -163,7 +113,7 @@ def schema_validator(template: Template, where: str) -> SchemaValidator | None:
     except schemacheck.SchemaUnusable as exc:
         raise ValidationError(
             f"{where}: json_addl_schema of {template.template_code} is not a valid JSON Schema",
-            [Violation(path=_pointer(exc.path) or "/", message=exc.message)],
+            [Violation(path=json_pointer(exc.path) or "/", message=exc.message)],
         ) from exc
 
 
@@ -216,7 +166,9 @@ def materialise_actions(resolve: TemplateResolver, template: Template) -> dict[s
             [Violation(path="/action_imports", message="must be an object (key -> code)")],
         )
     bad = [
-        Violation(path=_pointer(["action_imports", key]), message="must be a template code string")
+        Violation(
+            path=json_pointer(["action_imports", key]), message="must be a template code string"
+        )
         for key, code in imports.items()
         if not isinstance(code, str)
     ]
@@ -239,7 +191,7 @@ def materialise_actions(resolve: TemplateResolver, template: Template) -> dict[s
             "action_template_uuid": action.uuid,
             "action_template_euid": action.euid,
             "action_template_code": action.template_code,
-            **_copy_json(definition),
+            **copy_json(definition),
             "action_executed": 0,
             "executed_datetime": [],
             "action_enabled": definition.get("action_enabled", True),
@@ -248,21 +200,6 @@ def materialise_actions(resolve: TemplateResolver, template: Template) -> dict[s
 
 
 # -- plan values ------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1024)
-def _pattern_fields(pattern: str) -> frozenset[str]:
-    """Base names of the fields a format pattern uses (``{a.b}`` -> ``a``); ValueError if bad."""
-    names: set[str] = set()
-    for _, field, _, _ in string.Formatter().parse(pattern):
-        if field is not None:
-            end = len(field)
-            for stop in (".", "["):
-                pos = field.find(stop)
-                if pos != -1:
-                    end = min(end, pos)
-            names.add(field[:end])
-    return frozenset(names)
 
 
 @attrs.frozen(kw_only=True)
@@ -297,7 +234,7 @@ class PlannedNode:
         return (
             self.name_pattern is not None
             and "parent_name" not in self.name_context
-            and "parent_name" in _pattern_fields(self.name_pattern)
+            and "parent_name" in pattern_fields(self.name_pattern)
         )
 
     def render_name(self, parent_euid: str | None, parent_name: str | None = None) -> str:
@@ -311,7 +248,7 @@ class PlannedNode:
         pattern = self.name_pattern
         if pattern is None:  # pragma: no cover - plan_instance always sets one
             raise ValidationError(f"planned node {self.index} has neither a name nor a pattern")
-        fields = _pattern_fields(pattern)
+        fields = pattern_fields(pattern)
         context = dict(self.name_context)
         if parent_name is not None:
             context["parent_name"] = parent_name
@@ -355,37 +292,19 @@ class InstancePlan:
 
 @attrs.frozen
 class _Entry:
-    """One child entry of a layout, checked and resolved."""
+    """A layout child (checked by :func:`~tapdb_core.layouts.parse_layouts`), its template resolved."""
 
-    layout_index: int  # 1-based
-    pointer: str  # of the entry, relative to the template's json_addl
+    child: LayoutChild
     template: Template
-    code: str  # the child template's canonical code
-    count: int
-    name_pattern: str
-    relationship_type: str
-    json_addl: Mapping[str, Any] | None
+    code: str  # the child template's canonical code (a ``*`` version resolved)
     discriminator: str
     bstatus: str
-    pattern_pointer: str
     uses_parent_euid: bool
 
 
-@attrs.frozen(kw_only=True)
-class _RawEntry:
-    """A layout child entry that passed the shape checks (template not resolved yet)."""
-
-    layout_index: int
-    pointer: str
-    code: str
-    count: int
-    name_pattern: str
-    pattern_pointer: str
-    relationship_type: str
-    json_addl: Mapping[str, Any] | None
-
-
 class _Planner:
+    """What one plan looks up per template code, each once: templates, layouts, defaults."""
+
     def __init__(self, resolve: TemplateResolver, max_depth: int) -> None:
         self._resolve = resolve
         self.max_depth = max_depth
@@ -427,11 +346,11 @@ class _Planner:
                     [Violation(path="/properties", message="must be an object")],
                 )
             base = self._bases[code] = {
-                "properties": _copy_json(properties),
+                "properties": copy_json(properties),
                 "action_groups": self.actions(template),
                 "audit_log": [],
             }
-        copied: dict[str, Any] = _copy_json(base)
+        copied: dict[str, Any] = copy_json(base)
         return copied
 
     def child_json_addl(self, entry: _Entry, index: int, parent_code: str) -> dict[str, Any]:
@@ -441,185 +360,47 @@ class _Planner:
         copies it for the others.
         """
         json_addl = self.base_json_addl(entry.template, entry.code)
-        if entry.json_addl is not None:
-            _merge_into(json_addl, entry.json_addl)
-        where = f"child node {index} ({entry.code}, child 1 of {parent_code} at {entry.pointer})"
+        if entry.child.json_addl is not None:
+            merge_into(json_addl, entry.child.json_addl)
+        where = (
+            f"child node {index} ({entry.code}, child 1 of {parent_code} at {entry.child.pointer})"
+        )
         self.validate(entry.template, entry.code, json_addl, where)
         return json_addl
 
     def layouts(self, template: Template, code: str) -> list[_Entry]:
         entries = self._layouts.get(code)
         if entries is None:
-            entries = self._layouts[code] = self._parse_layouts(template)
+            entries = self._layouts[code] = self._entries(template)
         return entries
 
-    def _parse_layouts(self, template: Template) -> list[_Entry]:
+    def _entries(self, template: Template) -> list[_Entry]:
         """Check the template's layouts (every problem at once), resolve child templates."""
-        layouts = template.json_addl.get("instantiation_layouts")
-        if layouts is None:
-            return []
-        problems: list[Violation] = []
-
-        def bad(parts: list[str | int], message: str) -> None:
-            problems.append(
-                Violation(path=_pointer(["instantiation_layouts", *parts]), message=message)
-            )
-
-        if not isinstance(layouts, list):
-            bad([], f"must be a list of layouts, got {_json_type(layouts)}")
-            layouts = []
-        raw: list[_RawEntry] = []
-        canonical_codes: dict[str, str] = {}
-        for li, layout in enumerate(layouts):
-            if not isinstance(layout, Mapping):
-                bad([li], f"a layout must be an object, got {_json_type(layout)}")
-                continue
-            relationship = layout.get("relationship_type", DEFAULT_RELATIONSHIP_TYPE)
-            if not isinstance(relationship, str) or not relationship.strip():
-                bad([li, "relationship_type"], "must be a non-blank string")
-            layout_pattern = layout.get("name_pattern")
-            if layout_pattern is not None and not isinstance(layout_pattern, str):
-                bad([li, "name_pattern"], "must be a string")
-                layout_pattern = None
-            children = layout.get("child_templates")
-            if not isinstance(children, list):
-                bad(
-                    [li, "child_templates"],
-                    "is required" if children is None else "must be a list of child entries",
-                )
-                continue
-            for ci, child in enumerate(children):
-                where: list[str | int] = [li, "child_templates", ci]
-                count: Any = 1
-                pattern: Any = None
-                child_addl: Any = None
-                if isinstance(child, str):
-                    code: Any = child
-                    code_where = where
-                elif isinstance(child, Mapping):
-                    code = child.get("template_code")
-                    code_where = [*where, "template_code"]
-                    count = child.get("count", 1)
-                    pattern = child.get("name_pattern")
-                    child_addl = child.get("json_addl")
-                    if isinstance(count, bool) or not isinstance(count, int):
-                        bad([*where, "count"], f"must be an integer >= 1, got {count!r}")
-                    elif count < 1:
-                        bad([*where, "count"], f"must be >= 1, got {count}")
-                    if pattern is not None and not isinstance(pattern, str):
-                        bad([*where, "name_pattern"], "must be a string")
-                    if child_addl is not None and not isinstance(child_addl, Mapping):
-                        bad([*where, "json_addl"], "must be an object")
-                else:
-                    bad(where, f"must be a template code or an object, got {_json_type(child)}")
-                    continue
-                if not isinstance(code, str):
-                    bad(code_where, "a template code string is required")
-                    continue
-                canonical = canonical_codes.get(code)
-                if canonical is None:
-                    try:
-                        canonical = canonical_codes[code] = str(TemplateCode.parse(code))
-                    except TemplateCodeError as exc:
-                        bad(code_where, str(exc))
-                        continue
-                entry_pointer = _pointer(["instantiation_layouts", *where])
-                if isinstance(pattern, str):
-                    chosen, pattern_pointer = pattern, entry_pointer + "/name_pattern"
-                elif isinstance(layout_pattern, str):
-                    chosen = layout_pattern
-                    pattern_pointer = _pointer(["instantiation_layouts", li, "name_pattern"])
-                else:
-                    chosen, pattern_pointer = DEFAULT_NAME_PATTERN, entry_pointer
-                raw.append(
-                    _RawEntry(
-                        layout_index=li + 1,
-                        pointer=entry_pointer,
-                        code=canonical,
-                        count=count if isinstance(count, int) else 1,
-                        name_pattern=chosen,
-                        pattern_pointer=pattern_pointer,
-                        relationship_type=relationship if isinstance(relationship, str) else "",
-                        json_addl=child_addl if isinstance(child_addl, Mapping) else None,
-                    )
-                )
-        for item in raw:
-            pattern = item.name_pattern
-            try:
-                unknown = sorted(_pattern_fields(pattern) - NAME_PLACEHOLDERS)
-            except ValueError as exc:
-                problems.append(
-                    Violation(
-                        path=item.pattern_pointer,
-                        message=f"malformed name_pattern {pattern!r}: {exc}",
-                    )
-                )
-                continue
-            if unknown:
-                problems.append(
-                    Violation(
-                        path=item.pattern_pointer,
-                        message=f"name_pattern {pattern!r} uses unknown placeholder(s) "
-                        + ", ".join("{" + u + "}" for u in unknown)
-                        + "; known: "
-                        + ", ".join("{" + p + "}" for p in sorted(NAME_PLACEHOLDERS)),
-                    )
-                )
-        if problems:
+        parsed = parse_layouts(template.json_addl)
+        if parsed.problems:
             raise ValidationError(
                 f"invalid instantiation_layouts in template {template.template_code}",
-                _dedupe(problems),
+                [Violation(path=p.pointer, message=p.message) for p in parsed.problems],
             )
-        entries = []
-        for item in raw:
-            try:
-                child_template = self.resolve(item.code)
-            except TemplateNotFoundError as exc:
-                raise TemplateNotFoundError(
-                    f"{exc} (child template {item.code} of {template.template_code} "
-                    f"at {item.pointer})"
-                ) from exc
-            code, discriminator, bstatus = _info(child_template)
-            entries.append(
-                _Entry(
-                    layout_index=item.layout_index,
-                    pointer=item.pointer,
-                    template=child_template,
-                    code=code,
-                    count=item.count,
-                    name_pattern=item.name_pattern,
-                    relationship_type=item.relationship_type,
-                    json_addl=item.json_addl,
-                    discriminator=discriminator,
-                    bstatus=bstatus,
-                    pattern_pointer=item.pattern_pointer,
-                    uses_parent_euid="parent_euid" in _pattern_fields(item.name_pattern),
-                )
-            )
-        return entries
+        return [self._entry(template, child) for child in parsed.children]
 
-
-def _dedupe(violations: list[Violation]) -> list[Violation]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for v in violations:
-        if (v.path, v.message) not in seen:
-            seen.add((v.path, v.message))
-            out.append(v)
-    return out
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    return {
-        dict: "object",
-        list: "array",
-        str: "string",
-        int: "integer",
-        float: "number",
-        type(None): "null",
-    }.get(type(value), type(value).__name__)
+    def _entry(self, parent: Template, child: LayoutChild) -> _Entry:
+        try:
+            template = self.resolve(child.template_code)
+        except TemplateNotFoundError as exc:
+            raise TemplateNotFoundError(
+                f"{exc} (child template {child.template_code} of {parent.template_code} "
+                f"at {child.pointer})"
+            ) from exc
+        code, discriminator, bstatus = _info(template)
+        return _Entry(
+            child=child,
+            template=template,
+            code=code,
+            discriminator=discriminator,
+            bstatus=bstatus,
+            uses_parent_euid="parent_euid" in pattern_fields(child.name_pattern),
+        )
 
 
 def _info(template: Template) -> tuple[str, str, str]:
@@ -634,7 +415,7 @@ def _default_status(template: Template) -> str:
 
 def _check_name(entry: _Entry, context: Mapping[str, object], parent_code: str) -> str:
     """Format the entry's name pattern with a dummy parent EUID; ValidationError if it fails."""
-    pattern = entry.name_pattern
+    pattern = entry.child.name_pattern
     try:
         return pattern.format(**context, parent_euid=_DUMMY_EUID)
     except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
@@ -645,8 +426,38 @@ def _check_name(entry: _Entry, context: Mapping[str, object], parent_code: str) 
         )
         raise ValidationError(
             f"name_pattern {pattern!r} in template {parent_code} cannot be rendered: {detail}",
-            [Violation(path=entry.pattern_pointer, message=f"name_pattern {pattern!r}: {detail}")],
+            [
+                Violation(
+                    path=entry.child.name_pattern_pointer,
+                    message=f"name_pattern {pattern!r}: {detail}",
+                )
+            ],
         ) from exc
+
+
+def _planned_name(entry: _Entry, context: Mapping[str, object], parent_code: str) -> str | None:
+    """The child's name if it is known at plan time (its parent's name is); checked either way."""
+    if "parent_name" in context:
+        return _check_name(entry, context, parent_code)
+    _check_name(entry, {**context, "parent_name": "<parent name>"}, parent_code)
+    return None
+
+
+def _name_context(
+    entry: _Entry, running: int, child_index: int, parent_name: str | None
+) -> dict[str, object]:
+    """Placeholder values of one child (``parent_name`` only when known, never ``parent_euid``)."""
+    context: dict[str, object] = {
+        "index": running,
+        "layout_index": entry.child.layout + 1,
+        "child_index": child_index,
+        "i": child_index,
+        "child_subtype": entry.template.subtype,
+        "child_template_code": entry.code,
+    }
+    if parent_name is not None:
+        context["parent_name"] = parent_name
+    return context
 
 
 # -- planning ---------------------------------------------------------------------------
@@ -678,6 +489,15 @@ def plan_instance(
     recursion deeper than ``max_depth``, a template cycle, or a ``json_addl``
     violating its template's ``json_addl_schema``.
     """
+    _check_arguments(name, properties, max_depth)
+    planner = _Planner(resolve, max_depth)
+    root = _plan_root(planner, template_code, name, properties)
+    if not create_children:
+        return InstancePlan(nodes=(root,), edges=())
+    return _Tree(planner, root).grow()
+
+
+def _check_arguments(name: str, properties: Mapping[str, Any] | None, max_depth: int) -> None:
     if properties is not None and not isinstance(properties, Mapping):
         raise ValidationError(
             "properties must be an object",
@@ -687,112 +507,117 @@ def plan_instance(
     check_optional_json("/properties", properties)
     if max_depth < 0:
         raise ValueError(f"max_depth must be >= 0, got {max_depth}")
-    planner = _Planner(resolve, max_depth)
-    root_template = planner.resolve(str(TemplateCode.parse(template_code)))
-    root_code, root_discriminator, root_status = _info(root_template)
 
-    json_addl = planner.base_json_addl(root_template, root_code)
+
+def _plan_root(
+    planner: _Planner, template_code: str, name: str, properties: Mapping[str, Any] | None
+) -> PlannedNode:
+    template = planner.resolve(str(TemplateCode.parse(template_code)))
+    code, discriminator, status = _info(template)
+    json_addl = planner.base_json_addl(template, code)
     if properties:
-        json_addl["properties"].update(_copy_json(properties))
-    planner.validate(root_template, root_code, json_addl, f"instance {name!r} ({root_code})")
-    root = PlannedNode(
+        json_addl["properties"].update(copy_json(properties))
+    planner.validate(template, code, json_addl, f"instance {name!r} ({code})")
+    return PlannedNode(
         index=0,
         depth=0,
         parent_index=None,
-        template=root_template,
+        template=template,
         name_pattern=None,
         name_context={},
         literal_name=name,
         json_addl=json_addl,
-        polymorphic_discriminator=root_discriminator,
-        bstatus=root_status,
-        is_singleton=root_template.is_singleton,
+        polymorphic_discriminator=discriminator,
+        bstatus=status,
+        is_singleton=template.is_singleton,
     )
-    nodes: list[PlannedNode] = [root]
-    edges: list[PlannedEdge] = []
-    if not create_children:
-        return InstancePlan(nodes=(root,), edges=())
 
-    queue = [_Work(root, (root_code,), name)]
-    head = 0
-    while head < len(queue):  # breadth first: the queue is the node list being built
-        work = queue[head]
-        head += 1
-        parent = work.node
-        entries = planner.layouts(parent.template, work.chain[-1])
-        if not entries:
-            continue
-        depth = parent.depth + 1
-        running = 0
-        for entry in entries:
-            child_template = entry.template
-            child_code = entry.code
-            if child_code in work.chain:
-                start = work.chain.index(child_code)
-                raise ValidationError(
-                    "template cycle: " + " -> ".join([*work.chain[start:], child_code]),
-                    [
-                        Violation(
-                            path=entry.pointer,
-                            message=f"{child_code} would be created inside an instance of itself",
-                        )
-                    ],
+
+def _check_nesting(chain: tuple[str, ...], entry: _Entry, depth: int, max_depth: int) -> None:
+    """Refuse a child whose template is among its ancestors, or one nested too deep."""
+    code = entry.code
+    if code in chain:
+        start = chain.index(code)
+        raise ValidationError(
+            "template cycle: " + " -> ".join([*chain[start:], code]),
+            [
+                Violation(
+                    path=entry.child.pointer,
+                    message=f"{code} would be created inside an instance of itself",
                 )
-            if depth > max_depth:
-                raise ValidationError(
-                    f"instantiation layouts nest deeper than {max_depth} levels: "
-                    + " -> ".join([*work.chain, child_code]),
-                    [
-                        Violation(
-                            path=entry.pointer,
-                            message=f"{child_code} would be at depth {depth} (limit {max_depth})",
-                        )
-                    ],
+            ],
+        )
+    if depth > max_depth:
+        raise ValidationError(
+            f"instantiation layouts nest deeper than {max_depth} levels: "
+            + " -> ".join([*chain, code]),
+            [
+                Violation(
+                    path=entry.child.pointer,
+                    message=f"{code} would be at depth {depth} (limit {max_depth})",
                 )
-            chain = (*work.chain, child_code)
-            parent_name = work.static_name
-            first_addl: dict[str, Any] = {}
-            for child_index in range(1, entry.count + 1):
-                running += 1
-                index = len(nodes)
-                context: dict[str, object] = {
-                    "index": running,
-                    "layout_index": entry.layout_index,
-                    "child_index": child_index,
-                    "i": child_index,
-                    "child_subtype": child_template.subtype,
-                    "child_template_code": child_code,
-                }
-                if parent_name is not None:
-                    context["parent_name"] = parent_name
-                    rendered = _check_name(entry, context, work.chain[-1])
-                else:
-                    _check_name(entry, {**context, "parent_name": "<parent name>"}, work.chain[-1])
-                    rendered = None
-                if child_index == 1:  # built and validated once per entry: all alike
-                    child_addl = first_addl = planner.child_json_addl(entry, index, work.chain[-1])
-                else:
-                    child_addl = _copy_json(first_addl)
-                node = PlannedNode(
-                    index=index,
-                    depth=depth,
+            ],
+        )
+
+
+class _Tree:
+    """The nodes and edges of a plan, grown breadth first from the root."""
+
+    def __init__(self, planner: _Planner, root: PlannedNode) -> None:
+        self.planner = planner
+        self.nodes: list[PlannedNode] = [root]
+        self.edges: list[PlannedEdge] = []
+        self.queue = [_Work(root, (root.template.template_code,), root.literal_name)]
+
+    def grow(self) -> InstancePlan:
+        head = 0
+        while head < len(self.queue):  # breadth first: the queue is the node list being built
+            self.expand(self.queue[head])
+            head += 1
+        return InstancePlan(nodes=tuple(self.nodes), edges=tuple(self.edges))
+
+    def expand(self, work: _Work) -> None:
+        """Plan the children of one node (its grandchildren join the queue)."""
+        depth = work.node.depth + 1
+        running = 0  # {index}: counts across all the node's layouts
+        for entry in self.planner.layouts(work.node.template, work.chain[-1]):
+            _check_nesting(work.chain, entry, depth, self.planner.max_depth)
+            running = self.add_copies(work, entry, depth, running)
+
+    def add_copies(self, work: _Work, entry: _Entry, depth: int, running: int) -> int:
+        """The ``count`` children ``entry`` makes under ``work``; returns the new {index}."""
+        chain = (*work.chain, entry.code)
+        parent, parent_code = work.node, work.chain[-1]
+        first_addl: dict[str, Any] = {}
+        for child_index in range(1, entry.child.count + 1):
+            running += 1
+            index = len(self.nodes)
+            context = _name_context(entry, running, child_index, work.static_name)
+            name = _planned_name(entry, context, parent_code)
+            if child_index == 1:  # built and validated once per entry: all alike
+                child_addl = first_addl = self.planner.child_json_addl(entry, index, parent_code)
+            else:
+                child_addl = copy_json(first_addl)
+            node = PlannedNode(
+                index=index,
+                depth=depth,
+                parent_index=parent.index,
+                template=entry.template,
+                name_pattern=entry.child.name_pattern,
+                name_context=context,
+                literal_name=None,
+                json_addl=child_addl,
+                polymorphic_discriminator=entry.discriminator,
+                bstatus=entry.bstatus,
+                is_singleton=entry.template.is_singleton,
+            )
+            self.nodes.append(node)
+            self.edges.append(
+                PlannedEdge(
                     parent_index=parent.index,
-                    template=child_template,
-                    name_pattern=entry.name_pattern,
-                    name_context=context,
-                    literal_name=None,
-                    json_addl=child_addl,
-                    polymorphic_discriminator=entry.discriminator,
-                    bstatus=entry.bstatus,
-                    is_singleton=child_template.is_singleton,
+                    child_index=index,
+                    relationship_type=entry.child.relationship_type,
                 )
-                nodes.append(node)
-                edges.append(
-                    PlannedEdge(
-                        parent_index=parent.index,
-                        child_index=index,
-                        relationship_type=entry.relationship_type,
-                    )
-                )
-                queue.append(_Work(node, chain, None if entry.uses_parent_euid else rendered))
-    return InstancePlan(nodes=tuple(nodes), edges=tuple(edges))
+            )
+            self.queue.append(_Work(node, chain, None if entry.uses_parent_euid else name))
+        return running

@@ -21,7 +21,6 @@ from tapdb_core.packs.load import (
     deep_merge,
     discover_pack_files,
     json_pointer,
-    load_packs,
     pack_schema,
     read_pack_file,
     resolve_reference,
@@ -40,6 +39,7 @@ from tapdb_core.packs.validate import (
     ReservedPrefixes,
     default_reserved_prefixes,
     json_addl_validator,
+    load_packs,
     validate_core_packs,
     validate_packs,
 )

@@ -8,7 +8,8 @@ application's packs on top of :func:`core_pack_dirs`): template codes must be
 unique across all of them.
 
 The rules a pack must follow are in ``pack.schema.json`` (structure) and
-:mod:`tapdb_core.packs.validate` (cross-template rules).
+:mod:`tapdb_core.packs.validate` (cross-template rules), which imports this
+module and never the other way round (then :mod:`~tapdb_core.packs.seed`).
 """
 
 from __future__ import annotations
@@ -20,15 +21,33 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 
 from tapdb_core.codes import TemplateCode, version_sort_key
 from tapdb_core.errors import TapdbError, TemplateCodeError
+from tapdb_core.layouts import deep_merge, json_pointer
+from tapdb_core.resources import seeds_dir
 
-if TYPE_CHECKING:
-    from tapdb_core.packs.validate import ReservedPrefixes
+__all__ = [
+    "PACK_SCHEMA_FILE",
+    "CodeIndex",
+    "PackDirs",
+    "PackParseError",
+    "PackTemplate",
+    "ParsedPack",
+    "as_pack_dirs",
+    "core_pack_dirs",
+    "deep_merge",
+    "discover_pack_files",
+    "json_pointer",
+    "pack_schema",
+    "read_pack_file",
+    "resolve_reference",
+    "template_code_of",
+    "templates_of",
+]
 
 #: what callers may pass as pack directories: one path or several
 PackDirs: TypeAlias = "str | Path | Sequence[str | Path]"
@@ -68,8 +87,6 @@ def pack_schema() -> dict[str, Any]:
 
 def core_pack_dirs() -> list[Path]:
     """The directories of the template packs shipped with tapdb_core (``seeds/``)."""
-    from tapdb_core.resources import seeds_dir
-
     return [seeds_dir()]
 
 
@@ -150,11 +167,6 @@ def read_pack_file(path: Path) -> ParsedPack:
     except RecursionError as exc:
         raise PackParseError(path, "invalid JSON: nested too deeply") from exc
     return ParsedPack(path=path, document=document, duplicate_keys=tuple(duplicates))
-
-
-def json_pointer(parts: Iterable[str | int]) -> str:
-    """RFC 6901 pointer for a path: ``["templates", 3, "a/b"]`` -> ``/templates/3/a~1b``."""
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def template_code_of(data: object) -> TemplateCode | None:
@@ -260,33 +272,6 @@ def templates_of(parsed: ParsedPack) -> list[PackTemplate]:
     return found
 
 
-def load_packs(
-    dirs: PackDirs,
-    *,
-    validate: bool = True,
-    strict: bool = True,
-    reserved_prefixes: ReservedPrefixes | None = None,
-) -> list[PackTemplate]:
-    """All templates of the packs under ``dirs``, in file order.
-
-    With ``validate`` (the default) the packs are checked first with
-    :func:`~tapdb_core.packs.validate.validate_packs` and
-    :class:`~tapdb_core.packs.validate.PackValidationError` (carrying the
-    report) is raised when there is any error. Without it only unreadable
-    files raise (:class:`PackParseError`) and malformed templates are skipped.
-    """
-    if validate:
-        from tapdb_core.packs.validate import validate_packs
-
-        report = validate_packs(dirs, strict=strict, reserved_prefixes=reserved_prefixes)
-        report.raise_for_errors()
-        return list(report.templates)
-    templates: list[PackTemplate] = []
-    for path in discover_pack_files(dirs):
-        templates.extend(templates_of(read_pack_file(path)))
-    return templates
-
-
 def _parse_code(code: str | TemplateCode) -> TemplateCode | None:
     if isinstance(code, TemplateCode):
         return code
@@ -356,19 +341,3 @@ def resolve_reference(
     """
     index = known_codes if isinstance(known_codes, CodeIndex) else CodeIndex(known_codes)
     return index.resolve(code)
-
-
-def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """``override`` merged into a deep copy of ``base``: nested objects merge, the rest replaces.
-
-    This is how a layout child's ``json_addl`` applies over the child
-    template's defaults (``{"properties": <template properties>}``).
-    """
-    merged: dict[str, Any] = copy.deepcopy(dict(base))
-    for key, value in override.items():
-        current = merged.get(key)
-        if isinstance(current, Mapping) and isinstance(value, Mapping):
-            merged[key] = deep_merge(current, value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged

@@ -28,7 +28,6 @@ import difflib
 import functools
 import json
 import re
-import string
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
@@ -46,6 +45,15 @@ from tapdb_core.euid import (
     LINEAGE_PREFIX,
     TEMPLATE_PREFIX,
 )
+from tapdb_core.layouts import (
+    MAX_LAYOUT_DEPTH,
+    NAME_PATTERN_PLACEHOLDERS,
+    ParsedLayouts,
+    deep_merge,
+    json_pointer,
+    json_type,
+    parse_layouts,
+)
 from tapdb_core.packs.load import (
     CodeIndex,
     PackDirs,
@@ -53,9 +61,8 @@ from tapdb_core.packs.load import (
     PackTemplate,
     _pack_schema,
     as_pack_dirs,
-    deep_merge,
+    core_pack_dirs,
     discover_pack_files,
-    json_pointer,
     read_pack_file,
     template_code_of,
     templates_of,
@@ -65,21 +72,6 @@ Level: TypeAlias = Literal["error", "warning"]
 #: reserved prefixes: a mapping prefix -> what uses it, or just the prefixes
 ReservedPrefixes: TypeAlias = "Mapping[str, str] | Iterable[str]"
 
-#: deepest nesting of instantiation layouts below a template (as the instance factory)
-MAX_LAYOUT_DEPTH: Final = 10
-#: placeholders a layout ``name_pattern`` may use
-NAME_PATTERN_PLACEHOLDERS: Final = frozenset(
-    {
-        "parent_name",
-        "parent_euid",
-        "index",
-        "layout_index",
-        "child_index",
-        "child_subtype",
-        "child_template_code",
-        "i",  # alias of {child_index}: the original README's "Sample-{i}"
-    }
-)
 #: instance keys a json_addl_schema must accept besides ``properties``
 INSTANCE_KEYS: Final = ("action_groups", "audit_log")
 DRAFT_2020_12: Final = "https://json-schema.org/draft/2020-12/schema"
@@ -257,21 +249,6 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_JSON_TYPES: Final = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "boolean",
-    int: "integer",
-    float: "number",
-    type(None): "null",
-}
-
-
-def _json_type(value: Any) -> str:
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
 def _schema_messages(
     err: jsonschema.exceptions.ValidationError,
 ) -> Iterator[tuple[list[str | int], str]]:
@@ -298,7 +275,7 @@ def _schema_messages(
         yield path, "layout has no child_templates"
     elif validator == "type":
         expected = value if isinstance(value, str) else " or ".join(value)
-        yield path, f"must be {expected}, got {_json_type(instance)} {_short(instance, 40)}"
+        yield path, f"must be {expected}, got {json_type(instance)} {_short(instance, 40)}"
     elif validator == "pattern" and last == "instance_prefix":
         yield (
             path,
@@ -340,23 +317,6 @@ def _code_pattern() -> str:
     return pattern
 
 
-def _placeholder_problems(pattern: str) -> list[str]:
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(pattern) if f is not None]
-    except ValueError as exc:
-        return [f"malformed name_pattern {pattern!r}: {exc}"]
-    problems = []
-    for field in fields:
-        base = re.split(r"[.\[]", field, maxsplit=1)[0]
-        if base not in NAME_PATTERN_PLACEHOLDERS:
-            shown = "{" + field + "}"
-            problems.append(
-                f"name_pattern {pattern!r} uses unknown placeholder {shown}; known: "
-                + ", ".join("{" + p + "}" for p in sorted(NAME_PATTERN_PLACEHOLDERS))
-            )
-    return problems
-
-
 @attrs.define
 class _Ref:
     template: PackTemplate
@@ -364,7 +324,7 @@ class _Ref:
     code: str
     what: str
     kind: Literal["action_import", "expected", "layout_child"]
-    child_json_addl: dict[str, Any] | None = None
+    child_json_addl: Mapping[str, Any] | None = None
 
 
 @attrs.define
@@ -455,11 +415,12 @@ class _Validation:
             else:
                 first[code] = t
                 index.add(t.code)
-        for t in self.templates:
-            self.check_template(t)
+        layouts = [_layouts_of(t) for t in self.templates]
+        for t, parsed in zip(self.templates, layouts, strict=True):
+            self.check_template(t, parsed)
         edges: dict[str, list[_Edge]] = {code: [] for code in first}
-        for t in self.templates:
-            for ref in self.references(t):
+        for t, parsed in zip(self.templates, layouts, strict=True):
+            for ref in self.references(t, parsed):
                 target = index.resolve(ref.code)
                 if target is None:
                     self.at(
@@ -483,7 +444,7 @@ class _Validation:
                         self.check_child_json_addl(ref, target_t)
         self.check_layout_graph(edges, first)
 
-    def references(self, t: PackTemplate) -> Iterator[_Ref]:
+    def references(self, t: PackTemplate, layouts: ParsedLayouts) -> Iterator[_Ref]:
         addl = t.data.get("json_addl")
         if not isinstance(addl, dict):
             return
@@ -507,31 +468,18 @@ class _Validation:
                         yield _Ref(
                             t, base + json_pointer([field, i]), code, f"{field}[{i}]", "expected"
                         )
-        layouts = addl.get("instantiation_layouts")
-        if not isinstance(layouts, list):
-            return
-        for li, layout in enumerate(layouts):
-            if not isinstance(layout, dict) or not isinstance(layout.get("child_templates"), list):
-                continue
-            for ci, child in enumerate(layout["child_templates"]):
-                pointer = base + json_pointer(["instantiation_layouts", li, "child_templates", ci])
-                what = f"instantiation_layouts[{li}].child_templates[{ci}]"
-                if isinstance(child, str) and _valid_code(child):
-                    yield _Ref(t, pointer, child, what, "layout_child")
-                elif isinstance(child, dict):
-                    code = child.get("template_code")
-                    if isinstance(code, str) and _valid_code(code):
-                        child_addl = child.get("json_addl")
-                        yield _Ref(
-                            t,
-                            pointer + "/template_code",
-                            code,
-                            what,
-                            "layout_child",
-                            child_addl if isinstance(child_addl, dict) else None,
-                        )
+        for child in layouts.children:
+            if _valid_code(child.code):
+                yield _Ref(
+                    t,
+                    base + child.code_pointer,
+                    child.code,
+                    child.what,
+                    "layout_child",
+                    child.json_addl,
+                )
 
-    def check_template(self, t: PackTemplate) -> None:
+    def check_template(self, t: PackTemplate, layouts: ParsedLayouts) -> None:
         prefix = t.data.get("instance_prefix")
         if isinstance(prefix, str) and prefix in self.reserved:
             self.at(
@@ -546,34 +494,10 @@ class _Validation:
                 "/json_addl" if isinstance(addl, dict) else "",
                 "action template has no json_addl.action_definition object",
             )
-        if isinstance(addl, dict):
-            self.check_name_patterns(t, addl)
+        for problem in layouts.problems_of("name_pattern"):
+            # the pack schema reports the other layout problems, phrased for pack authors
+            self.at(t, "/json_addl" + problem.pointer, problem.message)
         self.check_own_schema(t)
-
-    def check_name_patterns(self, t: PackTemplate, addl: dict[str, Any]) -> None:
-        layouts = addl.get("instantiation_layouts")
-        if not isinstance(layouts, list):
-            return
-        for li, layout in enumerate(layouts):
-            if not isinstance(layout, dict):
-                continue
-            spots: list[tuple[list[str | int], Any]] = [
-                (["instantiation_layouts", li, "name_pattern"], layout.get("name_pattern"))
-            ]
-            children = layout.get("child_templates")
-            if isinstance(children, list):
-                spots.extend(
-                    (
-                        ["instantiation_layouts", li, "child_templates", ci, "name_pattern"],
-                        child.get("name_pattern"),
-                    )
-                    for ci, child in enumerate(children)
-                    if isinstance(child, dict)
-                )
-            for where, pattern in spots:
-                if isinstance(pattern, str):
-                    for problem in _placeholder_problems(pattern):
-                        self.at(t, "/json_addl" + json_pointer(where), problem)
 
     def validator_for(self, t: PackTemplate) -> Draft202012Validator | None:
         """The json_addl validator of ``t`` (None: no schema or an unusable one)."""
@@ -710,6 +634,11 @@ class _Validation:
                     f"instantiation layouts nest {height[node]} levels deep "
                     f"(limit {MAX_LAYOUT_DEPTH}): " + " -> ".join(shown),
                 )
+
+
+def _layouts_of(t: PackTemplate) -> ParsedLayouts:
+    addl = t.data.get("json_addl")
+    return parse_layouts(addl) if isinstance(addl, dict) else ParsedLayouts()
 
 
 def _valid_code(code: str) -> bool:
@@ -858,10 +787,33 @@ def validate_packs(
     )
 
 
+def load_packs(
+    dirs: PackDirs,
+    *,
+    validate: bool = True,
+    strict: bool = True,
+    reserved_prefixes: ReservedPrefixes | None = None,
+) -> list[PackTemplate]:
+    """All templates of the packs under ``dirs``, in file order.
+
+    With ``validate`` (the default) the packs are checked first with
+    :func:`validate_packs` and :class:`PackValidationError` (carrying the
+    report) is raised when there is any error. Without it only unreadable
+    files raise (:class:`~tapdb_core.packs.load.PackParseError`) and malformed
+    templates are skipped.
+    """
+    if validate:
+        report = validate_packs(dirs, strict=strict, reserved_prefixes=reserved_prefixes)
+        report.raise_for_errors()
+        return list(report.templates)
+    templates: list[PackTemplate] = []
+    for path in discover_pack_files(dirs):
+        templates.extend(templates_of(read_pack_file(path)))
+    return templates
+
+
 def validate_core_packs(*, strict: bool = True) -> PackReport:
     """Validate the packs shipped with tapdb_core."""
-    from tapdb_core.packs.load import core_pack_dirs
-
     return validate_packs(core_pack_dirs(), strict=strict)
 
 
@@ -877,6 +829,7 @@ __all__: Sequence[str] = (
     "ReservedPrefixes",
     "default_reserved_prefixes",
     "json_addl_validator",
+    "load_packs",
     "validate_core_packs",
     "validate_packs",
 )

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tapdb_core.errors import TapdbError
-from tapdb_core.packs.load import load_packs
 from tapdb_core.packs.seed import seed_packs, template_spec
+from tapdb_core.packs.validate import load_packs
 from tapdb_core.templates import TemplateSpec, upsert_templates
 from tests.integration.test_seed import tpl, write_pack
 
