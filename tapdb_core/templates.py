@@ -188,72 +188,81 @@ def upsert_templates(
     lock_templates(conn)
     # read after the lock: at READ COMMITTED this statement sees whatever the
     # previous holder committed, so identical content reports "unchanged"
-    keys = [(s.category, s.type, s.subtype, s.version) for s in specs]
-    existing: dict[tuple[str, str, str, str], Any] = {}
-    if keys:
-        # one join against four parallel arrays: a 500-element row IN (...) list
-        # cost more to compile than to run
-        rows = conn.execute(
-            _EXISTING_BY_CODE,
-            {
-                "c": [k[0] for k in keys],
-                "t": [k[1] for k in keys],
-                "s": [k[2] for k in keys],
-                "v": [k[3] for k in keys],
-            },
-        ).all()
-        existing = {(r.category, r.type, r.subtype, r.version): r for r in rows}
+    existing = _existing_by_code(conn, specs)
     results: list[UpsertResult] = []
     to_insert: list[dict[str, Any]] = []
     with translated():
-        for spec, key in zip(specs, keys, strict=True):
-            row = existing.get(key)
-            values = {name: getattr(spec, name) for name in _MUTABLE}
+        for spec in specs:
+            row = existing.get(_code_key(spec))
             if row is None:
-                to_insert.append(
-                    {
-                        **values,
-                        "category": spec.category,
-                        "type": spec.type,
-                        "subtype": spec.subtype,
-                        "version": spec.version,
-                    }
-                )
-                continue
-            if not overwrite:
-                results.append(UpsertResult(code=str(spec.code), outcome="skipped", euid=row.euid))
-                continue
-            changed = changed_fields(row, spec)
-            if row.is_deleted:
-                changed["is_deleted"] = False
-            if changed:
-                conn.execute(update(t).where(t.c.uuid == row.uuid).values(**changed))
-                results.append(UpsertResult(code=str(spec.code), outcome="updated", euid=row.euid))
+                to_insert.append(_insert_values(spec))
             else:
-                results.append(
-                    UpsertResult(code=str(spec.code), outcome="unchanged", euid=row.euid)
-                )
+                results.append(_upsert_existing(conn, spec, row, overwrite=overwrite))
         if to_insert:
-            inserted = _insert_new(conn, to_insert)
-            for r in inserted:
-                results.append(
-                    UpsertResult(
-                        code=str(
-                            TemplateCode(
-                                category=r.category,
-                                type=r.type,
-                                subtype=r.subtype,
-                                version=r.version,
-                            )
-                        ),
-                        outcome="created",
-                        euid=r.euid,
-                    )
-                )
+            results.extend(_created(r) for r in _insert_new(conn, to_insert))
     if any(r.outcome in ("created", "updated") for r in results):
         _mark_written(conn)
     order = {str(s.code): i for i, s in enumerate(specs)}
     return sorted(results, key=lambda r: order[r.code])
+
+
+_CodeKey = tuple[str, str, str, str]
+
+
+def _code_key(spec: TemplateSpec) -> _CodeKey:
+    return (spec.category, spec.type, spec.subtype, spec.version)
+
+
+def _existing_by_code(conn: Connection, specs: Sequence[TemplateSpec]) -> dict[_CodeKey, Any]:
+    """The stored rows (live or soft-deleted) with the codes of ``specs``, by code."""
+    if not specs:
+        return {}
+    keys = [_code_key(s) for s in specs]
+    # one join against four parallel arrays: a 500-element row IN (...) list
+    # cost more to compile than to run
+    rows = conn.execute(
+        _EXISTING_BY_CODE,
+        {
+            "c": [k[0] for k in keys],
+            "t": [k[1] for k in keys],
+            "s": [k[2] for k in keys],
+            "v": [k[3] for k in keys],
+        },
+    ).all()
+    return {(r.category, r.type, r.subtype, r.version): r for r in rows}
+
+
+def _insert_values(spec: TemplateSpec) -> dict[str, Any]:
+    return {
+        **{name: getattr(spec, name) for name in _MUTABLE},
+        "category": spec.category,
+        "type": spec.type,
+        "subtype": spec.subtype,
+        "version": spec.version,
+    }
+
+
+def _upsert_existing(
+    conn: Connection, spec: TemplateSpec, row: Any, *, overwrite: bool
+) -> UpsertResult:
+    """Skip ``row``, leave it (unchanged) or update its changed columns (undeleting it)."""
+    code = str(spec.code)
+    if not overwrite:
+        return UpsertResult(code=code, outcome="skipped", euid=row.euid)
+    changed = changed_fields(row, spec)
+    if row.is_deleted:
+        changed["is_deleted"] = False
+    if not changed:
+        return UpsertResult(code=code, outcome="unchanged", euid=row.euid)
+    conn.execute(update(t).where(t.c.uuid == row.uuid).values(**changed))
+    return UpsertResult(code=code, outcome="updated", euid=row.euid)
+
+
+def _created(row: Any) -> UpsertResult:
+    code = TemplateCode(
+        category=row.category, type=row.type, subtype=row.subtype, version=row.version
+    )
+    return UpsertResult(code=str(code), outcome="created", euid=row.euid)
 
 
 def _insert_new(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Sequence[Any]:

@@ -153,10 +153,7 @@ def seed_packs(
     ``progress(done, total)`` is called after each chunk of ``chunk_size``.
     ``reserved_prefixes``: default :func:`database_reserved_prefixes`.
     """
-    if mode not in SEED_MODES:
-        raise ValueError(f"mode must be one of {', '.join(SEED_MODES)}, not {mode!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+    _check_arguments(mode, chunk_size)
     roots = core_pack_dirs() if dirs is None else as_pack_dirs(dirs)
     if reserved_prefixes is None:
         reserved_prefixes = database_reserved_prefixes(conn)
@@ -175,6 +172,44 @@ def seed_packs(
     if not dry_run:
         _ensure_sequences(conn, prefixes)
 
+    outcomes = _write_chunks(
+        conn,
+        specs,
+        overwrite=mode == "overwrite",
+        dry_run=dry_run,
+        progress=progress,
+        chunk_size=chunk_size,
+    )
+    return SeedReport(
+        created=tuple(outcomes["created"]),
+        updated=tuple(outcomes["updated"]),
+        unchanged=tuple(outcomes["unchanged"]),
+        skipped=tuple(outcomes["skipped"]),
+        dry_run=dry_run,
+        mode=mode,
+        templates=len(specs),
+        new_sequences=tuple(new_sequences),
+        pack_report=report,
+    )
+
+
+def _check_arguments(mode: str, chunk_size: int) -> None:
+    if mode not in SEED_MODES:
+        raise ValueError(f"mode must be one of {', '.join(SEED_MODES)}, not {mode!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, not {chunk_size}")
+
+
+def _write_chunks(
+    conn: Connection,
+    specs: Sequence[TemplateSpec],
+    *,
+    overwrite: bool,
+    dry_run: bool,
+    progress: Progress | None,
+    chunk_size: int,
+) -> dict[UpsertOutcome, list[str]]:
+    """Upsert (or, dry run, only compare) ``specs`` chunk by chunk: codes by outcome."""
     outcomes: dict[UpsertOutcome, list[str]] = {
         "created": [],
         "updated": [],
@@ -185,25 +220,14 @@ def seed_packs(
     for start in range(0, total, chunk_size):
         chunk = specs[start : start + chunk_size]
         if dry_run:
-            results = _plan(conn, chunk, overwrite=mode == "overwrite")
+            results = _plan(conn, chunk, overwrite=overwrite)
         else:
-            results = upsert_templates(conn, chunk, overwrite=mode == "overwrite")
+            results = upsert_templates(conn, chunk, overwrite=overwrite)
         for result in results:
             outcomes[result.outcome].append(result.code)
         if progress is not None:
             progress(start + len(chunk), total)
-
-    return SeedReport(
-        created=tuple(outcomes["created"]),
-        updated=tuple(outcomes["updated"]),
-        unchanged=tuple(outcomes["unchanged"]),
-        skipped=tuple(outcomes["skipped"]),
-        dry_run=dry_run,
-        mode=mode,
-        templates=total,
-        new_sequences=tuple(new_sequences),
-        pack_report=report,
-    )
+    return outcomes
 
 
 def _missing_sequences(conn: Connection, prefixes: Sequence[str]) -> list[str]:

@@ -341,6 +341,8 @@ class _Validation:
         self.issues: list[PackIssue] = []
         self._seen: set[tuple[str, str, str | None, str | None]] = set()
         self.templates: list[PackTemplate] = []
+        self.template_count = 0
+        """Template entries found in the files (well-formed or not)."""
         self.validators: dict[str, Draft202012Validator | None] = {}
 
     # -- reporting -----------------------------------------------------------
@@ -376,6 +378,46 @@ class _Validation:
             pointer=template.pointer + suffix,
             template_code=template.code_str,
         )
+
+    # -- files ---------------------------------------------------------------
+    def find_files(self, roots: Sequence[Path]) -> list[Path]:
+        """The pack files under ``roots``; a missing or empty directory is an error."""
+        files: list[Path] = []
+        for root in roots:
+            if not root.exists():
+                self.add("error", "pack directory does not exist", source_file=root)
+                continue
+            found = discover_pack_files([root])
+            if not found:
+                self.add(
+                    "error",
+                    "no pack files (*.json outside _-prefixed folders) in this directory",
+                    source_file=root,
+                )
+            files.extend(found)
+        if not roots:
+            self.add("error", "no pack directories given")
+        return files
+
+    def read_file(self, path: Path) -> bool:
+        """Read, check and collect one pack file; False when it is not JSON (reported)."""
+        try:
+            parsed = read_pack_file(path)
+        except PackParseError as exc:
+            self.add("error", exc.reason, source_file=path)
+            return False
+        for key in dict.fromkeys(parsed.duplicate_keys):
+            self.add(
+                "error",
+                f"duplicate key {key!r} in a JSON object (only the last value would count)",
+                source_file=path,
+            )
+        self.check_document(path, parsed.document)
+        document = parsed.document
+        if isinstance(document, dict) and isinstance(document.get("templates"), list):
+            self.template_count += len(document["templates"])
+        self.templates.extend(templates_of(parsed))
+        return True
 
     # -- structural ----------------------------------------------------------
     def check_document(self, path: Path, document: Any) -> None:
@@ -735,42 +777,9 @@ def validate_packs(
     """
     roots = as_pack_dirs(dirs)
     run = _Validation(strict, _reserved(reserved_prefixes))
-    files: list[Path] = []
-    for root in roots:
-        if not root.exists():
-            run.add("error", "pack directory does not exist", source_file=root)
-            continue
-        found = discover_pack_files([root])
-        if not found:
-            run.add(
-                "error",
-                "no pack files (*.json outside _-prefixed folders) in this directory",
-                source_file=root,
-            )
-        files.extend(found)
-    if not roots:
-        run.add("error", "no pack directories given")
-    template_count = 0
-    parsed_ok = 0
-    for path in files:
-        try:
-            parsed = read_pack_file(path)
-        except PackParseError as exc:
-            run.add("error", exc.reason, source_file=path)
-            continue
-        parsed_ok += 1
-        for key in dict.fromkeys(parsed.duplicate_keys):
-            run.add(
-                "error",
-                f"duplicate key {key!r} in a JSON object (only the last value would count)",
-                source_file=path,
-            )
-        run.check_document(path, parsed.document)
-        document = parsed.document
-        if isinstance(document, dict) and isinstance(document.get("templates"), list):
-            template_count += len(document["templates"])
-        run.templates.extend(templates_of(parsed))
-    if parsed_ok and template_count == 0:
+    files = run.find_files(roots)
+    parsed_ok = sum(run.read_file(path) for path in files)
+    if parsed_ok and run.template_count == 0:
         run.add(
             "error",
             "no templates found",
@@ -780,7 +789,7 @@ def validate_packs(
     return PackReport(
         config_dirs=tuple(str(r) for r in roots),
         strict=strict,
-        template_count=template_count,
+        template_count=run.template_count,
         issues=tuple(run.issues),
         files=tuple(str(f) for f in files),
         templates=tuple(run.templates),

@@ -466,6 +466,20 @@ def test_unknown_placeholder_is_refused_at_planning_time(pattern: str, unknown: 
     assert violation_paths(exc) == ["/instantiation_layouts/0/child_templates/1/name_pattern"]
 
 
+def test_a_bad_layout_pattern_is_refused_even_when_every_child_has_its_own() -> None:
+    """As pack validation does: every pattern written is checked, used or not."""
+    box = with_layouts(
+        "container/box/box-9/1.0/",
+        layout(
+            {"template_code": "content/sample/dna/1.0/", "name_pattern": "{parent_name}-{i}"},
+            name_pattern="{parent_name}_{well}",
+        ),
+    )
+    with pytest.raises(ValidationError, match=r"unknown placeholder \{well\}") as exc:
+        plan_instance(Resolver(box, SAMPLE), "container/box/box-9/1.0/", "B")
+    assert violation_paths(exc) == ["/instantiation_layouts/0/name_pattern"]
+
+
 def test_unrenderable_pattern_is_refused_at_planning_time() -> None:
     box = with_layouts(
         "container/box/box-9/1.0/",
