@@ -773,7 +773,7 @@ def to_dot(lay: Layout) -> str:
             for size, colour, weight, line in _box_text(b)
         )
         out.append(
-            f'  {dot_id(b.key)} [label=<{label}>, tooltip="{xml_escape(b.title)}", '
+            f"  {dot_id(b.key)} [label=<{label}>, "
             f"{pos(b.cx, b.cy)}, width={inches(b.w)}, height={inches(b.h)}, "
             f'fillcolor="{fill}", color="{stroke}", style="{style}", '
             f"penwidth={2 if b.center else 1}];"
