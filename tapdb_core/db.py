@@ -53,9 +53,14 @@ _START = text(
 )
 
 
-def start_transaction(conn: Connection, user: str | None) -> None:
+def start_transaction(conn: Connection, user: str | None, *, at_head: bool = True) -> None:
     """Set the audit user and, in the same round trip, read the template
-    generation the template cache checks once per transaction."""
+    generation the template cache checks once per transaction. ``at_head=False``
+    (a database not known to be migrated, e.g. before ``db setup``) only sets the
+    user; the cache then reads the generation itself if it is used."""
+    if not at_head:
+        set_audit_user(conn, user)
+        return
     generation = conn.execute(_START, {"user": user or ""}).one().generation
     template_cache.note_generation(conn, int(generation))
 
@@ -150,11 +155,15 @@ class Database:
     engine: Engine
     app_username: str | None = None
     _schema_checked: bool = attrs.field(default=False, alias="_schema_checked")
+    #: the revision check really ran and passed (``_schema_checked=True`` given by
+    #: a caller only says "do not check", e.g. for ``db setup`` on an empty database)
+    _at_head: bool = attrs.field(default=False, init=False)
 
     def ensure_schema(self) -> None:
         if not self._schema_checked:
             check_schema(self.engine)
             self._schema_checked = True
+            self._at_head = True
 
     @contextmanager
     def begin(
@@ -176,7 +185,7 @@ class Database:
                 if level is not None:
                     conn.execution_options(isolation_level=level)
                 with conn.begin():
-                    start_transaction(conn, user or self.app_username)
+                    start_transaction(conn, user or self.app_username, at_head=self._at_head)
                     yield conn
                     body_done = True
         except ConnectionLostError as exc:
@@ -192,7 +201,7 @@ class Database:
         """A connection whose first transaction the caller commits or rolls back."""
         self.ensure_schema()
         with translated(), self.engine.connect() as conn:
-            start_transaction(conn, user or self.app_username)
+            start_transaction(conn, user or self.app_username, at_head=self._at_head)
             yield conn
 
     def run_in_transaction(
