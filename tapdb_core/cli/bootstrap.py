@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tapdb_core.cli import common
+from tapdb_core.cli.aurora import configure_bootstrap
 from tapdb_core.cli.localconfig import (
     check_recorded,
     is_recordable,
@@ -78,6 +79,7 @@ def configure(sub: Subparsers) -> None:
         action="store_true",
         help="then create a 96-well plate and show its EUID, wells and lineage",
     )
+    configure_bootstrap(boot)
 
 
 def _choose_port(

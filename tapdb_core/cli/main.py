@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from tapdb_core._version import __version__
 from tapdb_core.cli import (
+    aurora,
     bootstrap,
     db,
     info,
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.configure(sub)
     templates.configure(sub)
     objects.configure(sub)
+    aurora.configure(sub)
     return parser
 
 
