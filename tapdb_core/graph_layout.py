@@ -731,7 +731,8 @@ def _html(text: str) -> str:
 
 
 def to_dot(lay: Layout) -> str:
-    """Graphviz DOT with every node pinned to the layout (``layout=neato``), so
+    """Graphviz DOT with every node and edge pinned to the layout (``layout=nop2``:
+    positions are taken as given, as ``neato -n2`` does), so
     ``dot -Tsvg``/``-Tpng`` draw the same picture as :func:`to_svg`. The edges of
     a bundled fan-out are kept (invisible) so the text still lists every edge."""
     height = lay.height
@@ -744,8 +745,7 @@ def to_dot(lay: Layout) -> str:
 
     out = [
         "digraph lineage {",
-        "  graph [layout=neato, inputscale=72, splines=line, outputorder=edgesfirst, "
-        'bgcolor="#ffffff", pad=0.2];',
+        '  graph [layout=nop2, splines=line, outputorder=edgesfirst, bgcolor="#ffffff", pad=0.2];',
         f'  node [shape=box, style="rounded,filled", fixedsize=true, fontname="{GRAPHVIZ_FONT}", '
         f"fontsize=11, penwidth=1, margin=0];",
         f'  edge [color="{_GREY}", fontname="{GRAPHVIZ_FONT}", fontsize=10, fontcolor="{_GREY}", '
@@ -778,25 +778,34 @@ def to_dot(lay: Layout) -> str:
             f'fillcolor="{fill}", color="{stroke}", style="{style}", '
             f"penwidth={2 if b.center else 1}];"
         )
-    frame_ids = {" ".join(f.members): dot_id(f"_frame_{i}") for i, f in enumerate(lay.frames)}
+    # Exactly one DOT edge per lineage edge. A frame's one arrow is drawn by its
+    # first member's edge, pinned (pos) to end at the frame; the others are invisible.
+    drawn_by: dict[tuple[str, str, str], Arrow] = {}
+    for a in lay.arrows:
+        for f in lay.frames:
+            if a.bundled and a.child == " ".join(f.members):
+                drawn_by[(f.parent, f.members[0], f.relationship)] = a
+        if not a.bundled:
+            drawn_by[(a.parent, a.child, a.label)] = a
     labels = arrow_labels(lay)
-    for i, a in enumerate(lay.arrows):
-        head = frame_ids[a.child] if a.bundled else dot_id(a.child)
-        attributes = [f'pos="{_spline(a, height)}"']
+    index = {id(a): i for i, a in enumerate(lay.arrows)}
+    for e in lay.edges:
+        arrow = drawn_by.pop((e.parent, e.child, e.relationship), None)
+        if arrow is None:
+            # folded into a frame's arrow; kept so the text lists every edge
+            label = _html(shorten(e.relationship, NAME_CHARS))
+            out.append(f"  {dot_id(e.parent)} -> {dot_id(e.child)} [label=<{label}>, style=invis];")
+            continue
+        attributes = [f'pos="{_spline(arrow, height)}"', "headclip=false"]
+        i = index[id(arrow)]
         if i in labels:
             lx, ly, text = labels[i]
             # no background behind DOT labels: beside the line instead of on it
             lx += _text_width(text, 10) / 2 + 5
             attributes += [f"label=<{_html(text)}>", f'lp="{_n(lx)},{_n(height - ly)}"']
-        if a.bundled:
+        if arrow.bundled:
             attributes.append("penwidth=1.6")
-        out.append(f"  {dot_id(a.parent)} -> {head} [{', '.join(attributes)}];")
-    folded = {(f.parent, k, f.relationship) for f in lay.frames for k in f.members}
-    for e in lay.edges:
-        if (e.parent, e.child, e.relationship) in folded:
-            # drawn as the frame's one arrow; kept so the text lists every edge
-            label = _html(shorten(e.relationship, NAME_CHARS))
-            out.append(f"  {dot_id(e.parent)} -> {dot_id(e.child)} [label=<{label}>, style=invis];")
+        out.append(f"  {dot_id(e.parent)} -> {dot_id(e.child)} [{', '.join(attributes)}];")
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -827,7 +836,7 @@ def render_png(lay: Layout, *, dot_program: str | None = None) -> bytes:
             "or use --format svg"
         )
     done = subprocess.run(
-        [exe, "-Kneato", "-n2", f"-Gdpi={PNG_DPI}", "-Tpng"],
+        [exe, "-Knop2", f"-Gdpi={PNG_DPI}", "-Tpng"],
         input=to_dot(lay).encode("utf-8"),
         capture_output=True,
         check=False,

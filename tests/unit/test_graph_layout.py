@@ -75,6 +75,9 @@ def test_plate_picture_fits_a_screen() -> None:
     svg = parse_xml(gl.to_svg(lay))
     assert float(svg.attrib["width"]) == pytest.approx(lay.width, abs=1)
     assert len(svg.findall(f"{SVG}line")) == 1
+    # DOT keeps one edge per lineage edge: one drawn (to the frame), 95 invisible
+    dot = gl.to_dot(lay)
+    assert dot.count("->") == 96 and dot.count("style=invis") == 95
 
 
 def test_384_well_plate_uses_16_rows_of_24() -> None:
