@@ -826,15 +826,21 @@ def _spline(a: Arrow, height: float) -> str:
 PNG_DPI = 96
 
 
-def render_png(lay: Layout, *, dot_program: str | None = None) -> bytes:
-    """The layout as PNG, drawn by Graphviz (``dot``) with every node pinned."""
-    exe = dot_program or shutil.which("dot")
+def require_dot() -> str:
+    """Path of Graphviz's ``dot``, or an error naming what to install."""
+    exe = shutil.which("dot")
     if exe is None:
         raise RendererUnavailableError(
             "--format png needs the Graphviz `dot` program, which is not installed: "
             "install Graphviz (apt install graphviz, brew install graphviz) "
             "or use --format svg"
         )
+    return exe
+
+
+def render_png(lay: Layout, *, dot_program: str | None = None) -> bytes:
+    """The layout as PNG, drawn by Graphviz (``dot``) with every node pinned."""
+    exe = dot_program or require_dot()
     done = subprocess.run(
         [exe, "-Knop2", f"-Gdpi={PNG_DPI}", "-Tpng"],
         input=to_dot(lay).encode("utf-8"),

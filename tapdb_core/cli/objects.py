@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ def configure(sub: Subparsers) -> None:
     p = leaf(
         lin,
         "graph",
-        "the neighbourhood of an instance as DOT, JSON (Cytoscape) or SVG",
+        "the neighbourhood of an instance as DOT, JSON (Cytoscape), SVG or PNG",
         cmd_graph,
         json_flag=False,
     )
@@ -40,9 +38,10 @@ def configure(sub: Subparsers) -> None:
     p.add_argument("--depth", type=int, default=2, help="steps up and down (default 2)")
     p.add_argument(
         "--format",
-        choices=("dot", "json", "svg"),
+        choices=("dot", "json", "svg", "png"),
         default="dot",
-        help="output format (default dot)",
+        help="output format (default dot); wells in their plate grid, wide fan-outs "
+        "wrapped; png needs Graphviz's dot",
     )
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
 
@@ -156,18 +155,14 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from tapdb_core import lineage
+    from tapdb_core import graph_layout, lineage
 
     if args.depth < 1:
         raise common.UsageError("--depth must be at least 1")
-    dot_exe = None
-    if args.format == "svg":
-        dot_exe = shutil.which("dot")
-        if dot_exe is None:
-            raise common.CliError(
-                "--format svg needs the Graphviz `dot` program, which is not installed: "
-                "install Graphviz (apt install graphviz, brew install graphviz) or use --format dot"
-            )
+    if args.format == "png":
+        graph_layout.require_dot()  # before connecting: say what to install first
+        if not args.output and sys.stdout.isatty():
+            raise common.UsageError("--format png writes binary data: use -o FILE or redirect")
     target = common.resolve_target(args)
     engine = common.open_engine(target)
     try:
@@ -175,20 +170,21 @@ def cmd_graph(args: argparse.Namespace) -> int:
             graph = lineage.graph(conn, args.euid, depth=args.depth)
     finally:
         engine.dispose()
+    if args.format == "png":
+        image = graph.to_png(center=args.euid)
+        if args.output:
+            Path(args.output).expanduser().write_bytes(image)
+            common.note(f"wrote {args.output}")
+        else:
+            sys.stdout.buffer.write(image)
+            sys.stdout.flush()
+        return 0
     if args.format == "json":
         payload = json.dumps(graph.to_cytoscape(), indent=2, ensure_ascii=False) + "\n"
     elif args.format == "dot":
-        payload = graph.to_dot()
+        payload = graph.to_dot(center=args.euid)
     else:
-        assert dot_exe is not None
-        done = subprocess.run(
-            [dot_exe, "-Tsvg"], input=graph.to_dot(), capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise common.CliError(
-                f"dot failed (exit code {done.returncode}): {done.stderr.strip()}"
-            )
-        payload = done.stdout
+        payload = graph.to_svg(center=args.euid)
     if args.output:
         Path(args.output).expanduser().write_text(payload, encoding="utf-8")
         common.note(f"wrote {args.output}")

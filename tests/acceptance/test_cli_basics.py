@@ -187,9 +187,10 @@ def test_config_validate_broken_pack(cli: Cli, tmp_path: Path) -> None:
     assert str(missing) in missing_run.stdout
 
 
-def test_svg_without_graphviz_says_what_to_install(cli: Cli, tmp_path: Path) -> None:
+def test_png_without_graphviz_says_what_to_install(cli: Cli, tmp_path: Path) -> None:
+    # svg is drawn in Python; png needs Graphviz and says so before connecting
     empty = tmp_path / "empty-path"
     empty.mkdir()
-    done = cli("lineage", "graph", "CX-19", "--format", "svg", env={"PATH": str(empty)})
+    done = cli("lineage", "graph", "CX-19", "--format", "png", env={"PATH": str(empty)})
     assert done.returncode == 1
     assert_one_line_error(done, "Graphviz")

@@ -7,11 +7,13 @@ import shutil
 import struct
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
 from tapdb_core import graph_layout, instances, lineage
+from tests.acceptance.conftest import Cli, assert_one_line_error, isolated_env, server_vars
 
 PLATE96 = "container/plate/fixed-plate-96/1.0/"
 SVG = "{http://www.w3.org/2000/svg}"
@@ -108,3 +110,34 @@ def test_hostile_names_survive_svg_and_graphviz(seeded_engine: Engine) -> None:
     drawn = parse_xml(done.stdout)
     drawn_texts = ["".join(t.itertext()) for t in drawn.iter(f"{SVG}text")]
     assert name in drawn_texts and wells["H12"] in drawn_texts
+
+
+def test_cli_draws_svg_without_graphviz_and_png_with_it(
+    seeded_engine: Engine, tmp_path: Path
+) -> None:
+    graph, wells = demo_plate(seeded_engine)
+    plate = next(n.euid for n in graph.nodes if n.name == "demo plate")
+    home, work, no_dot = tmp_path / "home", tmp_path / "work", tmp_path / "no-dot"
+    for d in (home, work, no_dot):
+        d.mkdir()
+    cli = Cli(isolated_env(home), work)
+    url = seeded_engine.url
+    env = {**server_vars(url, "dev", str(url.database)), "TAPDB_ENV": "dev"}
+    svg_file, png_file = tmp_path / "plate.svg", tmp_path / "plate.png"
+
+    base = ["lineage", "graph", plate, "--depth", "1", "--format"]
+    svg_run = cli(*base, "svg", "-o", str(svg_file), env={**env, "PATH": str(no_dot)})
+    assert svg_run.returncode == 0, svg_run.stderr
+    svg = parse_xml(svg_file.read_bytes())
+    assert float(svg.attrib["width"]) < 2000
+    assert wells["H12"] in ["".join(t.itertext()) for t in svg.iter(f"{SVG}text")]
+
+    png_missing = cli(*base, "png", "-o", str(png_file), env={**env, "PATH": str(no_dot)})
+    assert png_missing.returncode == 1
+    assert_one_line_error(png_missing, "Graphviz", "apt install graphviz")
+    assert not png_file.exists()
+
+    need_dot()
+    png_run = cli(*base, "png", "-o", str(png_file), env=env)
+    assert png_run.returncode == 0, png_run.stderr
+    assert png_file.read_bytes() == graph.to_png(center=plate)
