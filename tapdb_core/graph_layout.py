@@ -143,8 +143,13 @@ class Arrow:
     label: str
     parent: str
     child: str
-    """The child's key, or the frame's members joined when ``bundled``."""
-    bundled: bool = False
+    """The child's key; for a frame's arrow, its first member's."""
+    frame: int | None = None
+    """Index in :attr:`Layout.frames` of the frame this arrow points at."""
+
+    @property
+    def bundled(self) -> bool:
+        return self.frame is not None
 
     @property
     def label_at(self) -> tuple[float, float]:
@@ -573,7 +578,7 @@ def _arrows(
         for k in f.members:
             bundled[(f.parent, k, f.relationship)] = f
     arrows: list[Arrow] = []
-    for f in frames:
+    for i, f in enumerate(frames):
         p = at[f.parent]
         arrows.append(
             Arrow(
@@ -583,8 +588,8 @@ def _arrows(
                 y2=f.y,
                 label=f"{f.relationship} \u00d7 {len(f.members)}",
                 parent=f.parent,
-                child=" ".join(f.members),
-                bundled=True,
+                child=f.members[0],
+                frame=i,
             )
         )
     for e in edges:
@@ -782,11 +787,8 @@ def to_dot(lay: Layout) -> str:
     # first member's edge, pinned (pos) to end at the frame; the others are invisible.
     drawn_by: dict[tuple[str, str, str], Arrow] = {}
     for a in lay.arrows:
-        for f in lay.frames:
-            if a.bundled and a.child == " ".join(f.members):
-                drawn_by[(f.parent, f.members[0], f.relationship)] = a
-        if not a.bundled:
-            drawn_by[(a.parent, a.child, a.label)] = a
+        relationship = a.label if a.frame is None else lay.frames[a.frame].relationship
+        drawn_by[(a.parent, a.child, relationship)] = a
     labels = arrow_labels(lay)
     index = {id(a): i for i, a in enumerate(lay.arrows)}
     for e in lay.edges:
