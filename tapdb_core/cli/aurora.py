@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import Any, Final
@@ -290,7 +291,17 @@ def _waiting(args: argparse.Namespace) -> Any:
 
     if args.timeout <= 0:
         raise common.UsageError("--timeout must be a positive number of minutes")
-    return Waiting(timeout=args.timeout * 60.0)
+    return Waiting(timeout=args.timeout * 60.0, interval=_poll_seconds())
+
+
+def _poll_seconds() -> float:
+    from tapdb_core.aurora.stacks import DEFAULT_INTERVAL
+
+    raw = os.environ.get("TAPDB_AURORA_POLL_SECONDS", "")
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_INTERVAL
+    except ValueError:
+        raise common.UsageError(f"TAPDB_AURORA_POLL_SECONDS must be seconds, not {raw!r}") from None
 
 
 def settings_from_stack(env: str, info: Any, region: str, sslmode: str = "verify-full") -> Any:
@@ -559,7 +570,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
     try:
         result = stacks.delete_stack(
             cfn, rds, info, confirm=confirm, wait=not args.no_wait,
-            waiting=stacks.Waiting(timeout=args.timeout * 60.0), on_event=_print_event,
+            waiting=_waiting(args), on_event=_print_event,
         )  # fmt: skip
     except stacks.StackFailedError as exc:
         raise _failed(exc) from exc
