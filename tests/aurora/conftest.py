@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from collections.abc import Iterator
@@ -16,10 +19,13 @@ from pathlib import Path
 
 import pytest
 
+from tapdb_core.pgruntime import LocalCluster, free_port, unreachable_by_server
+
 pytest.importorskip("boto3")
 pytest.importorskip("moto")
 
 REGION = "eu-west-1"
+SUPERUSER = "tapdb_admin"
 
 
 @pytest.fixture(scope="session")
@@ -93,3 +99,28 @@ def tapdb_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("TAPDB_ENV", raising=False)
     return home
+
+
+@pytest.fixture(scope="session")
+def password_cluster() -> Iterator[tuple[LocalCluster, str]]:
+    """A PostgreSQL of its own that authenticates every connection with a password
+    (the harness's server may trust local connections)."""
+    bases = [tempfile.gettempdir(), "/tmp", "/var/tmp"]  # noqa: S108 - as pgruntime
+    base = next((b for b in bases if unreachable_by_server(Path(b, "x")) is None), None)
+    workdir = Path(tempfile.mkdtemp(prefix="tapdb-aurora-test-", dir=base))
+    workdir.chmod(0o755)
+    password = secrets.token_urlsafe(16)
+    cluster = LocalCluster(data_dir=workdir / "data", port=free_port(), fast_unsafe=True)
+    try:
+        cluster.init(superuser=SUPERUSER, password=password)
+        hba = (cluster.data_dir / "pg_hba.conf").read_text()
+        assert "trust" not in [
+            line.split()[-1]
+            for line in hba.splitlines()
+            if line.split() and not line.startswith("#")
+        ]
+        cluster.start()
+        yield cluster, password
+    finally:
+        cluster.stop(mode="immediate")
+        shutil.rmtree(workdir, ignore_errors=True)
