@@ -9,8 +9,7 @@ every instance in one ``INSERT ... SELECT``, insert every edge in one more.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import islice
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -86,25 +85,6 @@ _INSERT_INSTANCES = text(
                version text, template_uuid bigint, json_addl jsonb, bstatus text,
                is_singleton boolean)
     RETURNING uuid, euid, created_dt, modified_dt
-    """
-)
-
-# Bulk rows draw their sequence values inside the statement (no EUID is needed
-# in Python first) and carry only their own properties: the template's shared
-# json_addl is sent once and merged in SQL (a shallow merge, as in create()).
-_INSERT_BULK = text(
-    """
-    INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
-                                  type, subtype, version, template_uuid, json_addl, bstatus,
-                                  is_singleton)
-    SELECT :prefix, nextval(CAST(:sequence AS regclass)), r.name, :discriminator, :category, :type,
-           :subtype, :version, :template_uuid,
-           jsonb_set(CAST(:base AS jsonb), '{properties}',
-                     (CAST(:base AS jsonb) -> 'properties') || coalesce(r.props, '{}'::jsonb)),
-           :bstatus, :is_singleton
-      FROM ROWS FROM (jsonb_to_recordset(CAST(:rows AS jsonb)) AS (name text, props jsonb))
-           WITH ORDINALITY AS r(name, props, ord)
-     ORDER BY r.ord
     """
 )
 
@@ -285,12 +265,6 @@ def create(
     return create_tree(conn, template_code, name, properties, create_children=create_children).root
 
 
-def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 def create_many(
     conn: Connection,
     template_code: str,
@@ -303,61 +277,13 @@ def create_many(
     Each row is a name or ``(name, properties)``. Properties merge over the
     template's like :func:`create`, and are validated against its JSON Schema
     before each batch is written. Layout children are not created (use
-    :func:`create` per object for trees); memory stays flat for any number of rows.
+    :func:`create` per object for trees); memory stays flat for any number of
+    rows. Written through ``COPY`` by :func:`tapdb_core.bulk.bulk_create`, which
+    share-locks the template and proves it fresh first.
     """
-    rows = inputcheck.checked_rows(rows)
-    template = get_template(conn, template_code)
-    lock_templates(conn, [template])
-    base = plan_instance(
-        _resolver(conn), template.template_code, "bulk", create_children=False
-    ).root
-    base_addl = base.json_addl
-    total = 0
-    params = {
-        "prefix": template.instance_prefix,
-        "sequence": f"tapdb_euid_seq_{template.instance_prefix.lower()}",
-        "discriminator": template.instance_discriminator,
-        "category": template.category,
-        "type": template.type,
-        "subtype": template.subtype,
-        "version": template.version,
-        "template_uuid": template.uuid,
-        "bstatus": base.bstatus,
-        "is_singleton": template.is_singleton,
-    }
-    base_json = json.dumps(base_addl)
-    base_props = base_addl.get("properties", {})
-    valid_property_sets: set[str] = set()
-    for batch in _batches(rows, batch_size):
-        payload = []
-        for offset, row in enumerate(batch):
-            name, props = (row, None) if isinstance(row, str) else row
-            if not isinstance(name, str) or not name.strip():
-                raise ValidationError(
-                    "bulk row has no name",
-                    [Violation(path=f"/{total + offset}/name", message=repr(name))],
-                )
-            if props is not None and not isinstance(props, Mapping):
-                raise ValidationError(
-                    "bulk row properties must be an object",
-                    [Violation(path=f"/{total + offset}/properties", message=type(props).__name__)],
-                )
-            if template.json_addl_schema:
-                # validation is a pure function of the properties: rows that
-                # repeat a property set (common in bulk loads) are checked once
-                key = json.dumps(props, sort_keys=True, default=str) if props else ""
-                if key not in valid_property_sets:
-                    merged = {**base_addl, "properties": {**base_props, **(props or {})}}
-                    validate_json_addl(
-                        template, merged, where=f"bulk row {total + offset} ({name!r})"
-                    )
-                    if len(valid_property_sets) < 100_000:
-                        valid_property_sets.add(key)
-            payload.append({"name": name, "props": dict(props) if props else None})
-        with translated():
-            conn.execute(_INSERT_BULK, {**params, "base": base_json, "rows": json.dumps(payload)})
-        total += len(batch)
-    return total
+    from tapdb_core.bulk import bulk_create
+
+    return bulk_create(conn, template_code, inputcheck.checked_rows(rows), batch_size=batch_size)
 
 
 # -- reading ---------------------------------------------------------------------------
