@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tapdb_core.cli import common
+from tapdb_core.cli import common, importer
 from tapdb_core.cli.parsing import Subparsers, group, leaf
 from tapdb_core.values import AuditEntry, Instance
 
@@ -25,6 +25,7 @@ def configure(sub: Subparsers) -> None:
     p = leaf(obj, "history", "the audit trail of an object (any EUID)", cmd_history)
     p.add_argument("euid", metavar="EUID")
     p.add_argument("--limit", type=int, help="at most this many entries")
+    importer.configure(obj)
 
     lin = group(sub, "lineage", "the lineage graph")
     p = leaf(
