@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 import jsonschema.validators
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tapdb_core import schemacheck
@@ -46,6 +46,38 @@ def jsonschema_verdict(schema: Any, instance: Any) -> bool:
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     cls.check_schema(schema)
     return bool(cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(instance))
+
+
+def _ref_beside_id_under_single_applicator(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_ref_beside_id_under_single_applicator(s) for s in schema)
+    if not isinstance(schema, dict):
+        return False
+    for key, sub in schema.items():
+        if (
+            key in ("not", "if", "then", "else")
+            and isinstance(sub, dict)
+            and "$id" in sub
+            and "$ref" in sub
+        ):
+            return True
+        if _ref_beside_id_under_single_applicator(sub):
+            return True
+    return False
+
+
+def test_jsonschema_mis_resolves_refs_beside_an_id_under_not_and_if() -> None:
+    """Found by the property test: "$ref" next to "$id" resolves in that "$id"'s
+    resource (draft 2020-12, section 8.2.1), so "#/$defs/a" below is the
+    integer, and "x" is valid under "not". jsonschema 4.26 resolves it against
+    the root (the string) and says invalid; the library follows the spec."""
+    schema = {
+        "$id": "urn:root",
+        "$defs": {"a": {"type": "string"}},
+        "not": {"$id": "urn:sub", "$defs": {"a": {"type": "integer"}}, "$ref": "#/$defs/a"},
+    }
+    assert our_verdict(schema, "x") is True
+    assert our_verdict(schema, 1) is False
 
 
 def our_verdict(schema: Any, instance: Any) -> bool:
@@ -238,6 +270,10 @@ SCHEMAS = st.builds(
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(schema=SCHEMAS, instance=INSTANCES)
 def test_verdict_equals_jsonschemas(schema: dict[str, Any], instance: Any) -> None:
+    # jsonschema (4.26) resolves a "$ref" against the wrong base when its
+    # sibling "$id" sits directly under "not"/"if"/"then"/"else"; the library
+    # is right there (test_jsonschema_mis_resolves_refs_beside_an_id_under_not_and_if)
+    assume(not _ref_beside_id_under_single_applicator(schema))
     expected = jsonschema_verdict(schema, instance)
     found = schemacheck.violations(schemacheck.compiled(schema), instance)
     assert (not found) == expected, (schema, instance, found)
