@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from tapdb_core import euid, instances
 from tapdb_core.bulk import BulkRow, BulkRowError, bulk_create
-from tapdb_core.errors import ValidationError
+from tapdb_core.errors import EUIDError, ValidationError
 
 DNA = "content/sample/dna/1.0/"
 
@@ -176,3 +176,34 @@ def test_memory_is_bounded_by_the_batch_not_the_total(seeded_engine: Engine) -> 
     large = _peak_bytes(20_000, 250, seeded_engine)
     # twenty times the rows, the same batch: the peak must not grow with the total
     assert large < 2 * small + 256 * 1024, (small, large)
+
+
+# -- keyset paging over what bulk loads wrote (instances.find(after=...)) ---------------
+
+
+def test_keyset_pages_walk_every_live_row_once_in_creation_order(seeded_engine: Engine) -> None:
+    with seeded_engine.begin() as conn:
+        bulk_create(conn, DNA, _rows(230), batch_size=100)
+        doomed = instances.find(conn, template_code=DNA, limit=None)[57].euid
+        instances.delete(conn, doomed)
+    with seeded_engine.connect() as conn:
+        everything = [i.euid for i in instances.find(conn, template_code=DNA, limit=None)]
+        pages: list[list[str]] = []
+        after: str | None = None
+        while page := [
+            i.euid for i in instances.find(conn, template_code=DNA, limit=50, after=after)
+        ]:
+            pages.append(page)
+            after = page[-1]
+        by_offset = [
+            [i.euid for i in instances.find(conn, template_code=DNA, limit=50, offset=k * 50)]
+            for k in range(len(pages))
+        ]
+        unknown = euid.encode("MX", 10**9)
+        assert instances.find(conn, after=unknown) == []
+        with pytest.raises(EUIDError):
+            instances.find(conn, after="not an euid")
+    assert doomed not in everything
+    assert [e for page in pages for e in page] == everything
+    assert len(everything) == 229 and [len(p) for p in pages] == [50, 50, 50, 50, 29]
+    assert pages == by_offset
