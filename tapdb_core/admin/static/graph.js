@@ -27,7 +27,7 @@
         "background-color": "data(color)", "label": "data(label)", "font-size": 9,
         "text-valign": "bottom", "text-margin-y": 3, "width": 26, "height": 26, "color": "#1d2330",
         "text-max-width": 90, "text-wrap": "ellipsis" } },
-      { selector: "node[row >= 0]", style: { "width": 18, "height": 18, "font-size": 6, "label": "data(address)" } },
+      { selector: "node.well", style: { "width": 18, "height": 18, "font-size": 6, "label": "data(address)" } },
       { selector: "node[?root]", style: { "border-width": 3, "border-color": "#1d2330" } },
       { selector: "node[hidden > 0]", style: { "border-width": 2, "border-style": "dashed", "border-color": "#b42318" } },
       { selector: "node:selected", style: { "border-width": 4, "border-color": "#d92d20" } },
@@ -35,9 +35,14 @@
       { selector: "edge", style: {
         "width": 1.2, "line-color": "#98a2b3", "target-arrow-color": "#98a2b3",
         "target-arrow-shape": "triangle", "curve-style": "bezier", "arrow-scale": 0.7 } },
+      { selector: "edge.grid-edge", style: {
+        "width": 0.6, "line-color": "#d0d5dd", "target-arrow-shape": "none", "curve-style": "straight" } },
       { selector: "edge:selected", style: { "line-color": "#d92d20", "target-arrow-color": "#d92d20" } }
     ]
   });
+
+  // for the browser tests and the console: the live graph
+  window.tapdbGraph = cy;
 
   function setStatus(text) { status.textContent = text; }
 
@@ -134,6 +139,8 @@
     cy.elements().remove();
     cy.add(data.elements.nodes);
     cy.add(data.elements.edges);
+    gridNodes().addClass("well");
+    cy.edges().filter(function (e) { return e.target().hasClass("well"); }).addClass("grid-edge");
     showLegend(data.legend);
     if (data.more_not_shown > 0) {
       more.hidden = false;
@@ -193,6 +200,8 @@
     }
   });
   cy.on("dbltap", "node", function (evt) {
+    // two quick taps while linking pick two nodes: they are not a double-click
+    if (linkMode) { return; }
     window.location.href = box.dataset.object + encodeURIComponent(evt.target.id());
   });
 
