@@ -26,6 +26,7 @@ from tapdb_core.cli import (
     pg,
     schema,
     templates,
+    ui,
     users,
 )
 from tapdb_core.cli import data as data_cmds
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     templates.configure(sub)
     objects.configure(sub)
     aurora.configure(sub)
+    ui.configure(sub)  # tapdb ui and tapdb cognito
     return parser
 
 
