@@ -153,3 +153,45 @@ class StaleTemplateError(TransientError):
 class DataLossRefusedError(ConfigurationError):
     """A schema operation would drop stored data or application objects and
     was not explicitly allowed to."""
+
+
+# --------------------------------------------------------------------------- commands
+# raised by tapdb_core.commands (and the ``tapdb`` CLI on top of it)
+
+
+class CommandError(TapdbError):
+    """A command failed for a reason the user can act on (exit code 1)."""
+
+    exit_code = 1
+
+
+class UsageError(TapdbError):
+    """Bad input to a command: an argument, flag or setting (exit code 2)."""
+
+    exit_code = 2
+
+
+class RefusedError(TapdbError):
+    """A destructive command was not confirmed (exit code 1)."""
+
+    exit_code = 1
+
+
+class DatabaseMissingError(CommandError):
+    """The server is up but the database does not exist."""
+
+
+class LoginRefusedError(CommandError):
+    """The server refused the user or password."""
+
+
+class SchemaNotReadyError(SchemaVersionError):
+    """A command needs the schema at head and the database has none, or an older
+    revision: the message names the command to run (exit code 1)."""
+
+    exit_code = 1
+
+
+class TapdbWarning(UserWarning):
+    """Something a command noticed and went on with (the CLI prints it as
+    ``tapdb: warning: ...``)."""

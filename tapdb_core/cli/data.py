@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tapdb_core import commands
+from tapdb_core import migrate as migrations
+from tapdb_core.backup import BackupContents
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
-from tapdb_core.cli.schema import identity_prefixes_of
-
-if TYPE_CHECKING:
-    from tapdb_core.backup import BackupContents
+from tapdb_core.commands.schema import identity_prefixes_of
 
 
 def configure(db_sub: Subparsers) -> None:
@@ -97,54 +96,31 @@ def configure(db_sub: Subparsers) -> None:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from tapdb_core.packs.seed import seed_packs
-    from tapdb_core.packs.validate import PackValidationError
-
     cfg = common.resolve_config(args, args.env)
     target = common.target_of(cfg)
     common.remember(target)
     identity_prefixes_of(cfg)  # a bad configured prefix fails here, before any write
-    dirs = [Path(d).expanduser() for d in args.config_dirs] if args.config_dirs else None
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            try:
-                report = seed_packs(
-                    conn,
-                    dirs,
-                    strict=args.strict,
-                    mode=args.mode,
-                    dry_run=args.dry_run,
-                    progress=common.count_progress("templates"),
-                )
-            except PackValidationError as exc:
-                errors = exc.report.errors
-                first = str(errors[0]) if errors else str(exc)
-                suggestion = " ".join(
-                    ["tapdb db config validate", *(f"-c {d}" for d in args.config_dirs or [])]
-                )
-                raise common.UsageError(
-                    f"template packs have {len(errors)} error(s), nothing was seeded; "
-                    f"first: {first}; full report: `{suggestion}`"
-                ) from exc
-    finally:
-        engine.dispose()
-    result = common.as_dict(report)
-    if not args.dry_run:
-        common.oplog(target, "db data seed", f"mode={args.mode}")
+    report = commands.seed(
+        target,
+        pack_dirs=args.config_dirs,
+        strict=args.strict,
+        mode=args.mode,
+        dry_run=args.dry_run,
+        seed_progress=common.count_progress("templates"),
+    )
     if args.json:
-        common.print_json(result)
+        common.print_json(common.as_dict(report))
         return 0
-    counts = result.get("counts", {})
     verb = "would be" if args.dry_run else "were"
     common.out(
-        f"{result.get('templates', 0)} templates in the packs: "
-        f"{counts.get('created', 0)} {verb} created, {counts.get('updated', 0)} updated, "
-        f"{counts.get('unchanged', 0)} unchanged, {counts.get('skipped', 0)} skipped"
+        f"{report.templates} templates in the packs: "
+        f"{len(report.created)} {verb} created, {len(report.updated)} updated, "
+        f"{len(report.unchanged)} unchanged, {len(report.skipped)} skipped"
     )
-    warnings = result.get("pack_report", {}).get("warnings", 0)
-    if warnings:
-        common.warn(f"{warnings} pack warning(s): see `tapdb db config validate --no-strict`")
+    if report.warnings:
+        common.warn(
+            f"{report.warnings} pack warning(s): see `tapdb db config validate --no-strict`"
+        )
     return 0
 
 
@@ -171,37 +147,21 @@ def _describe(contents: BackupContents) -> str:
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
-    from tapdb_core.backup import backup, default_file_name
-
     target = common.resolve_target(args, args.env)
-    out = Path(args.output or default_file_name(target.database)).expanduser()
-    if out.is_dir():
-        raise common.UsageError(f"--output {out} is a directory")
-    if not out.parent.is_dir():
-        raise common.UsageError(f"--output {out}: directory {out.parent} does not exist")
-    engine = common.open_engine(target, need_schema=False)  # explain an unreachable server
-    engine.dispose()
-    common.progress(f"backing up {target.database} to {out}")
-    info = backup(target.url, out, data_only=args.data_only, progress=common.progress)
-    common.oplog(target, "db data backup", str(out))
+    info = commands.backup(target, args.output, data_only=args.data_only, progress=common.progress)
     if args.json:
-        common.print_json({"output": str(out), **_contents(info.contents)})
+        common.print_json({"output": str(info.path), **_contents(info.contents)})
     else:
-        common.out(f"{_describe(info.contents)} written to {out}")
+        common.out(f"{_describe(info.contents)} written to {info.path}")
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from tapdb_core.backup import verify
-
-    source = Path(args.file).expanduser()
-    if not source.is_file():
-        raise common.UsageError(f"{source}: no such file")
-    contents = verify(source)
+    contents = commands.verify_backup(args.file)
     if args.json:
-        common.print_json({"file": str(source), **_contents(contents)})
+        common.print_json({"file": str(contents.path), **_contents(contents)})
         return 0
-    common.out(f"{source}: {_describe(contents)}, made {contents.created_at}")
+    common.out(f"{contents.path}: {_describe(contents)}, made {contents.created_at}")
     for table, rows in contents.rows:
         common.out(f"  {table:<32} {rows:>10} rows")
     common.out(f"  {len(contents.sequences)} sequence positions")
@@ -209,52 +169,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    from tapdb_core import migrate
-    from tapdb_core.backup import RestoreTargetNotEmptyError, restore
-
     target = common.resolve_target(args, args.env)
-    source = Path(args.input).expanduser()
-    if not source.is_file():
-        raise common.UsageError(f"--input {source}: no such file")
-    if args.drop_dependents and not args.clean:
-        raise common.UsageError("--drop-dependents only goes with --clean")
-    engine = common.open_engine(target, need_schema=False)
-    engine.dispose()
-    action = (
-        "drop the tapdb objects and restore" if args.clean else "restore"
-    ) + f" the backup {source}"
-    common.confirm_destructive(args, target, action)
-    common.progress(f"restoring {source} into {target.database}")
-    try:
-        info = restore(
-            target.url,
-            source,
-            clean=args.clean,
-            drop_dependents=args.drop_dependents,
-            progress=common.progress,
-        )
-    except RestoreTargetNotEmptyError as exc:
-        raise common.CliError(
-            f"database {target.database!r}: {exc} (or into an empty database made with "
-            f"`tapdb db delete {target.env}` and `tapdb db create {target.env}`)"
-        ) from None
-    common.oplog(
+    info = commands.restore(
         target,
-        "db data restore",
-        f"{source} clean={args.clean} drop_dependents={args.drop_dependents}",
+        args.input,
+        clean=args.clean,
+        drop_dependents=args.drop_dependents,
+        confirm=common.confirmer(args, target),
+        progress=common.progress,
     )
     if args.json:
         common.print_json(
             {
                 "database": target.database,
-                "input": str(source),
+                "input": str(info.path),
                 "cleaned": info.cleaned,
                 "dropped_dependents": list(info.dropped_dependents),
                 **_contents(info.contents),
             }
         )
     else:
-        common.out(f"restored {source} into {target.database!r}: {_describe(info.contents)}")
-        if info.contents.revision != migrate.head_revision():
+        common.out(f"restored {info.path} into {target.database!r}: {_describe(info.contents)}")
+        if info.contents.revision != migrations.head_revision():
             common.note(f"next: tapdb db schema migrate {target.env}")
     return 0

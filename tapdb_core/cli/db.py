@@ -1,22 +1,17 @@
-"""``tapdb db create|delete|setup``: the database of an environment.
-
-CREATE/DROP DATABASE name the database with ``psycopg.sql.Identifier``; every
-other value is a bound parameter.
-"""
+"""``tapdb db create|delete|setup|roles``: the database of an environment
+(the work is :mod:`tapdb_core.commands.db` and :mod:`tapdb_core.commands.roles`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-import psycopg
-from psycopg import sql
-from sqlalchemy import Engine, text
-
+from tapdb_core import commands
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
-from tapdb_core.errors import TapdbError
+from tapdb_core.commands.roles import check_role_names
 
 
 def configure(sub: Subparsers) -> Subparsers:
@@ -101,69 +96,30 @@ def configure(sub: Subparsers) -> Subparsers:
 
 
 def _password_line(flag: str) -> str:
-    line = sys.stdin.readline()
-    password = line.rstrip("\r\n")
+    password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise common.UsageError(f"{flag}: stdin held no password (empty line)")
     return password
 
 
-def _insufficient_privilege(exc: BaseException) -> str | None:
-    """The server's message when ``exc`` (or what it wraps) is SQLSTATE 42501."""
-    current: BaseException | None = exc
-    while current is not None:
-        orig = getattr(current, "orig", current)
-        if getattr(orig, "sqlstate", None) == "42501":
-            return str(orig)
-        current = current.__cause__
-    return None
-
-
 def cmd_roles(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import DBAPIError
-
-    from tapdb_core import roles
-
     if args.readonly_password_stdin and not args.readonly_role:
         raise common.UsageError("--readonly-password-stdin needs --readonly-role")
-    try:
-        roles.check_role_name(args.app_role, "--app-role")
-        if args.readonly_role is not None:
-            roles.check_role_name(args.readonly_role, "--readonly-role")
-            if args.readonly_role == args.app_role:
-                raise roles.RoleNameError("--app-role and --readonly-role must differ")
-    except roles.RoleNameError as exc:
-        raise common.UsageError(str(exc)) from None
+    check_role_names(args.app_role, args.readonly_role)
     app_password = _password_line("--app-password-stdin") if args.app_password_stdin else None
     readonly_password = (
         _password_line("--readonly-password-stdin") if args.readonly_password_stdin else None
     )
     target = common.resolve_target(args, args.env)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            result = roles.grant_roles(
-                conn,
-                app_role=args.app_role,
-                readonly_role=args.readonly_role,
-                app_password=app_password,
-                readonly_password=readonly_password,
-            )
-    except (DBAPIError, TapdbError, psycopg.Error) as exc:
-        denied = _insufficient_privilege(exc)
-        if denied is None:
-            raise
-        raise common.CliError(
-            f"user {target.user!r} may not create or grant roles on database "
-            f"{target.database!r} ({common.one_line(denied)}): run `tapdb db roles` as the "
-            "schema owner or a superuser"
-        ) from None
-    finally:
-        engine.dispose()
-    names = ", ".join(f"{r.kind}={r.name}" for r in result.roles)
-    common.oplog(target, "db roles", names)
+    result = commands.grant_roles(
+        target,
+        app_role=args.app_role,
+        readonly_role=args.readonly_role,
+        app_password=app_password,
+        readonly_password=readonly_password,
+    )
     if args.json:
-        common.print_json(common.as_dict(result))
+        common.print_json(result)
         return 0
     for role in result.roles:
         what = "application" if role.kind == "app" else "read-only"
@@ -187,60 +143,13 @@ def cmd_roles(args: argparse.Namespace) -> int:
     return 0
 
 
-def execute_driver(admin: Engine, statement: sql.Composable, params: Any = None) -> None:
-    """Run a psycopg-composed statement (identifiers quoted by psycopg) in autocommit."""
-    with admin.connect() as conn:
-        driver = conn.connection.driver_connection
-        assert driver is not None
-        driver.execute(statement, params)
-
-
-def create_database(target: common.Target, owner: str | None = None) -> bool:
-    """Create the target database; False when it already exists."""
-    admin = common.admin_engine(target)
-    try:
-        if common.database_exists(admin, target.database):
-            return False
-        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target.database))
-        if owner:
-            statement = sql.SQL("{} OWNER {}").format(statement, sql.Identifier(owner))
-        execute_driver(admin, statement)
-    finally:
-        admin.dispose()
-    common.oplog(target, "db create")
-    return True
-
-
-def drop_database(target: common.Target) -> bool:
-    """Terminate other sessions and drop the target database; False when it is missing."""
-    admin = common.admin_engine(target)
-    try:
-        if not common.database_exists(admin, target.database):
-            return False
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                    " WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": target.database},
-            )
-        execute_driver(
-            admin, sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(target.database))
-        )
-    finally:
-        admin.dispose()
-    common.oplog(target, "db delete")
-    return True
-
-
 def cmd_create(args: argparse.Namespace) -> int:
     target = common.resolve_target(args, args.env)
     common.progress(f"creating database {target.database} on {target.where}")
-    created = create_database(target, args.owner)
+    result = commands.create_database(target, owner=args.owner)
     if args.json:
-        common.print_json({"database": target.database, "server": target.where, "created": created})
-    elif created:
+        common.print_json(result)
+    elif result.created:
         common.out(f"created database {target.database!r} on {target.where}")
         common.note(f"next: tapdb db schema apply {target.env}")
     else:
@@ -250,95 +159,61 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_delete(args: argparse.Namespace) -> int:
     target = common.resolve_target(args, args.env)
-    # connect first: never ask about a database on a server that is not there
-    admin = common.admin_engine(target)
-    try:
-        exists = common.database_exists(admin, target.database)
-    finally:
-        admin.dispose()
-    if not exists:
-        if args.json:
-            common.print_json({"database": target.database, "deleted": False})
-        else:
-            common.warn(f"database {target.database!r} does not exist on {target.where}")
-        return 0
-    common.confirm_destructive(args, target, "drop the database")
-    deleted = drop_database(target)
+    result = commands.delete_database(target, confirm=common.confirmer(args, target))
     if args.json:
-        common.print_json({"database": target.database, "deleted": deleted})
-    else:
+        common.print_json(result)
+    elif result.deleted:
         common.out(f"deleted database {target.database!r} on {target.where}")
+    else:
+        common.warn(f"database {target.database!r} does not exist on {target.where}")
     return 0
+
+
+def setup_json(result: commands.SetupResult) -> dict[str, Any]:
+    return {**common.as_dict(result), "seed": common.as_dict(result.seed)}
 
 
 def setup_database(
     target: common.Target,
     *,
     config_dirs: list[str] | None = None,
-    identity_prefixes: dict[str, str] | None = None,
+    identity_prefixes: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Create (if missing), migrate and seed; schema and seed in one transaction."""
-    from pathlib import Path
-
-    from tapdb_core import migrate
-    from tapdb_core.cli.schema import apply_identity_prefixes
-    from tapdb_core.packs.seed import seed_packs
-
-    created = create_database(target)
-    engine = common.open_engine(target, need_schema=False)
-    try:
-        with common.transaction(engine, target) as conn:
-            before = migrate.current_revision(conn)
-            common.progress("migrating the schema")
-            migrate.upgrade(conn)
-            apply_identity_prefixes(conn, identity_prefixes or {})
-            common.progress("seeding template packs")
-            dirs = [Path(d) for d in config_dirs] if config_dirs else None
-            report = seed_packs(conn, dirs, progress=common.count_progress("templates"))
-            after = migrate.current_revision(conn)
-    finally:
-        engine.dispose()
-    common.oplog(target, "db setup")
-    return {
-        "database": target.database,
-        "server": target.where,
-        "created": created,
-        "revision_before": before,
-        "revision": after,
-        "seed": common.as_dict(report),
-    }
+    """:func:`tapdb_core.commands.setup_database` as the JSON dict ``db setup`` prints
+    (for cli/bootstrap.py)."""
+    result = commands.setup_database(
+        target,
+        pack_dirs=config_dirs,
+        identity_prefixes=identity_prefixes,
+        progress=common.progress,
+        seed_progress=common.count_progress("templates"),
+    )
+    return setup_json(result)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
-    from tapdb_core.cli.schema import identity_prefixes_of
+    from tapdb_core.commands.schema import identity_prefixes_of
 
     cfg = common.resolve_config(args, args.env)
     target = common.target_of(cfg)
     common.remember(target)
-    import tapdb_core.packs.seed  # noqa: F401  (fail before changing anything if missing)
-
-    if args.recreate:
-        admin = common.admin_engine(target)
-        try:
-            exists = common.database_exists(admin, target.database)
-        finally:
-            admin.dispose()
-        if exists:
-            common.confirm_destructive(
-                args, target, "drop and re-create the database", confirm_flag="--yes"
-            )
-            drop_database(target)
-    result = setup_database(
-        target, config_dirs=args.config_dirs, identity_prefixes=identity_prefixes_of(cfg)
+    result = commands.setup_database(
+        target,
+        pack_dirs=args.config_dirs,
+        identity_prefixes=identity_prefixes_of(cfg),
+        recreate=args.recreate,
+        confirm=common.confirmer(args, target, confirm_flag="--yes"),
+        progress=common.progress,
+        seed_progress=common.count_progress("templates"),
     )
     if args.json:
-        common.print_json(result)
+        common.print_json(setup_json(result))
         return 0
-    seed = result["seed"].get("counts", {})
-    made = "created" if result["created"] else "existing"
+    seed = result.seed
+    made = "created" if result.created else "existing"
     common.out(
         f"{made} database {target.database!r} on {target.where}: schema at "
-        f"{result['revision']}, templates created {seed.get('created', 0)}, updated "
-        f"{seed.get('updated', 0)}, unchanged {seed.get('unchanged', 0)}"
+        f"{result.revision}, templates created {len(seed.created)}, updated "
+        f"{len(seed.updated)}, unchanged {len(seed.unchanged)}"
     )
     return 0

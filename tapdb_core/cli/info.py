@@ -6,13 +6,11 @@ import argparse
 import os
 from typing import Any
 
-from sqlalchemy import text
-
+from tapdb_core import commands
 from tapdb_core._version import __version__
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, leaf
 from tapdb_core.config import config_search_path
-from tapdb_core.errors import TapdbError
 
 
 def configure(sub: Subparsers) -> None:
@@ -34,30 +32,6 @@ def cmd_version(args: argparse.Namespace) -> int:
     else:
         common.out(f"tapdb {__version__}")
     return 0
-
-
-def _server_status(target: common.Target) -> dict[str, Any]:
-    """Reachability, database existence and schema revision (never raises)."""
-    from tapdb_core import migrate
-
-    status: dict[str, Any] = {"server": target.where}
-    engine = common.make_engine(target.url)
-    try:
-        with common.connection_errors(target), engine.connect() as conn:
-            status["reachable"] = True
-            status["database_exists"] = True
-            status["server_version"] = conn.execute(text("SHOW server_version")).scalar()
-            status["revision"] = migrate.current_revision(conn)
-    except common.DatabaseMissingError as exc:
-        status.update(reachable=True, database_exists=False, problem=str(exc))
-    except TapdbError as exc:
-        status.update(reachable=False, problem=str(exc))
-    except Exception as exc:
-        status.update(reachable=False, problem=common.one_line(str(exc)))
-    finally:
-        engine.dispose()
-    status["head"] = migrate.head_revision()
-    return status
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -99,8 +73,13 @@ def cmd_info(args: argparse.Namespace) -> int:
         "local_data_dir": {"path": str(data_dir), "source": data_dir_source},
         "audit_user": {"value": audit_user, "source": audit_source},
     }
-    if not args.offline:
-        result["status"] = _server_status(target)
+    status = None if args.offline else commands.server_status(target)
+    if status is not None:
+        result["status"] = {
+            k: v
+            for k, v in common.as_dict(status).items()
+            if v is not None or k in ("server", "reachable", "head")
+        }
     if args.json:
         common.print_json(result)
         return 0
@@ -122,20 +101,17 @@ def cmd_info(args: argparse.Namespace) -> int:
         common.out(f"  {field.ljust(width)}  {value}  ({entry['source']})")
     common.out(f"local data dir  {data_dir} ({data_dir_source})")
     common.out(f"audit user    {audit_user} (from {audit_source})")
-    status = result.get("status")
-    if status:
-        if not status.get("reachable"):
-            common.out(f"server        {status['server']}: unreachable")
-        elif not status.get("database_exists"):
-            common.out(f"server        {status['server']}: up; database missing")
+    if status is not None:
+        if not status.reachable:
+            common.out(f"server        {status.server}: unreachable")
+        elif not status.database_exists:
+            common.out(f"server        {status.server}: up; database missing")
         else:
-            revision = status.get("revision") or "none (no tapdb schema)"
-            common.out(
-                f"server        {status['server']}: up (PostgreSQL {status.get('server_version')})"
-            )
-            common.out(f"schema        revision {revision}, code head {status['head']}")
-        if status.get("problem"):
-            common.note(f"note: {status['problem']}")
+            revision = status.revision or "none (no tapdb schema)"
+            common.out(f"server        {status.server}: up (PostgreSQL {status.server_version})")
+            common.out(f"schema        revision {revision}, code head {status.head}")
+        if status.problem:
+            common.note(f"note: {status.problem}")
     if os.environ.get("PGPASSWORD") and not target.from_database_url:
         common.note("note: PGPASSWORD is set and is used as the password")
     return 0

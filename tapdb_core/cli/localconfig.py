@@ -94,8 +94,24 @@ def record_local_settings(
     if all(section.get(k) == v for k, v in values.items()):
         return path
     section.update(values)
-    common.write_private_file(path, json.dumps(data, indent=2) + "\n")
+    write_private_file(path, json.dumps(data, indent=2) + "\n")
     return path
+
+
+def write_private_file(path: Path, content: str) -> None:
+    """Write ``content`` atomically to a file created with mode 0600 from the start."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(content)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_recorded(

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 import psycopg
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -40,7 +42,7 @@ from tapdb_core.cli.common import (
 )
 from tapdb_core.cli.parsing import Command, add_global_options
 from tapdb_core.dberrors import translate
-from tapdb_core.errors import TapdbError
+from tapdb_core.errors import TapdbError, TapdbWarning
 
 EPILOG = """\
 environments: db, pg and user commands take ENV (dev, test, prod or one defined in the
@@ -133,7 +135,31 @@ def run(args: argparse.Namespace, func: Command) -> int:
         )
 
 
+_show_other_warnings = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """A command's :class:`TapdbWarning` as ``tapdb: warning: ...`` (every time)."""
+    if issubclass(category, TapdbWarning):
+        print(f"tapdb: warning: {one_line(str(message))}", file=sys.stderr)
+    else:
+        _show_other_warnings(message, category, filename, lineno, file, line)
+
+
+def _install_warning_display() -> None:
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", TapdbWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _install_warning_display()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command | None = getattr(args, "func", None)

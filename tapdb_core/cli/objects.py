@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tapdb_core import commands
 from tapdb_core.cli import common, importer
 from tapdb_core.cli.parsing import Subparsers, group, leaf
 from tapdb_core.values import AuditEntry, Instance
@@ -61,7 +63,7 @@ def instance_dict(i: Instance) -> dict[str, Any]:
     }
 
 
-def _related(items: list[Any]) -> list[dict[str, Any]]:
+def _related(items: Sequence[Any]) -> list[dict[str, Any]]:
     return [
         {
             "euid": r.instance.euid,
@@ -75,17 +77,10 @@ def _related(items: list[Any]) -> list[dict[str, Any]]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tapdb_core import instances, lineage
-
-    target = common.resolve_target(args)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            inst = instances.get(conn, args.euid, include_deleted=args.include_deleted)
-            parents = _related(lineage.parents(conn, inst, include_deleted=args.include_deleted))
-            children = _related(lineage.children(conn, inst, include_deleted=args.include_deleted))
-    finally:
-        engine.dispose()
+    view = commands.show_object(
+        common.resolve_target(args), args.euid, include_deleted=args.include_deleted
+    )
+    inst, parents, children = view.instance, _related(view.parents), _related(view.children)
     data = {
         **instance_dict(inst),
         "properties": inst.properties,
@@ -130,17 +125,9 @@ def _short(value: Any, limit: int = 60) -> str:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from tapdb_core import audit
-
     if args.limit is not None and args.limit < 1:
         raise common.UsageError("--limit must be at least 1")
-    target = common.resolve_target(args)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            entries = audit.history(conn, args.euid, limit=args.limit)
-    finally:
-        engine.dispose()
+    entries = commands.object_history(common.resolve_target(args), args.euid, limit=args.limit)
     if args.json:
         common.print_json([audit_dict(e) for e in entries])
         return 0
@@ -156,7 +143,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from tapdb_core import graph_layout, lineage
+    from tapdb_core import graph_layout
 
     if args.depth < 1:
         raise common.UsageError("--depth must be at least 1")
@@ -164,13 +151,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         graph_layout.require_dot()  # before connecting: say what to install first
         if not args.output and sys.stdout.isatty():
             raise common.UsageError("--format png writes binary data: use -o FILE or redirect")
-    target = common.resolve_target(args)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            graph = lineage.graph(conn, args.euid, depth=args.depth)
-    finally:
-        engine.dispose()
+    graph = commands.lineage_graph(common.resolve_target(args), args.euid, depth=args.depth)
     if args.format == "png":
         image = graph.to_png(center=args.euid)
         if args.output:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from tapdb_core import commands
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, group, leaf
 
@@ -34,12 +35,12 @@ def configure(db_sub: Subparsers) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tapdb_core.packs import core_pack_dirs, validate_packs
+    from tapdb_core.packs import core_pack_dirs
 
     dirs = (
         [Path(d).expanduser() for d in args.config_dirs] if args.config_dirs else core_pack_dirs()
     )
-    report = validate_packs(dirs, strict=args.strict)
+    report = commands.validate_packs(dirs, strict=args.strict)
     if args.json:
         common.print_json(report.to_dict())
         return 0 if report.ok else 1

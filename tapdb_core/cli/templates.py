@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from tapdb_core import commands
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, group, leaf
 from tapdb_core.values import Template
@@ -46,20 +47,12 @@ def template_dict(t: Template, *, full: bool = False) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tapdb_core import templates
-
-    target = common.resolve_target(args)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            found = templates.list_templates(
-                conn,
-                category=args.category,
-                type=args.type_,
-                include_deleted=args.include_deleted,
-            )
-    finally:
-        engine.dispose()
+    found = commands.list_templates(
+        common.resolve_target(args),
+        category=args.category,
+        type=args.type_,
+        include_deleted=args.include_deleted,
+    )
     if args.json:
         common.print_json([template_dict(t) for t in found])
         return 0
@@ -76,15 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from tapdb_core import templates
-
-    target = common.resolve_target(args)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            t = templates.resolve_template(conn, args.template)
-    finally:
-        engine.dispose()
+    t = commands.show_template(common.resolve_target(args), args.template)
     data = template_dict(t, full=True)
     if args.json:
         common.print_json(data)

@@ -1,22 +1,14 @@
-"""``tapdb user ...``: tapdb accounts. Every value is a bound parameter, so any
-username (``o'brien``) is stored verbatim.
-
-USER arguments are read as an EUID when they have the form of one, else as a
-username; usernames of that form are refused. An old account whose username is
-EUID-shaped is reported when a command reaches another account (or none) instead.
-"""
+"""``tapdb user ...``: tapdb accounts (the work is :mod:`tapdb_core.commands.users`)."""
 
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tapdb_core import commands
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
 from tapdb_core.values import User
-
-if TYPE_CHECKING:
-    from sqlalchemy import Connection
 
 
 def configure(sub: Subparsers) -> None:
@@ -98,19 +90,6 @@ def user_dict(user: User) -> dict[str, Any]:
     }
 
 
-def warn_if_shadowed(conn: Connection, key: str) -> None:
-    """Say so when ``key`` is read as an EUID while an old account has it as username."""
-    from tapdb_core import users
-
-    other = users.shadowed_username(conn, key)
-    if other is not None:
-        common.warn(
-            f"{key!r} is read as an EUID, not as the username of user {other.euid} "
-            f"(an account from before EUID-shaped usernames were refused): address that "
-            "account by its EUID"
-        )
-
-
 def _show(args: argparse.Namespace, user: User, message: str) -> int:
     if args.json:
         common.print_json(user_dict(user))
@@ -120,15 +99,8 @@ def _show(args: argparse.Namespace, user: User, message: str) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from tapdb_core import users
-
     target = common.resolve_target(args, args.env)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            found = users.list_users(conn, include_inactive=args.inactive)
-    finally:
-        engine.dispose()
+    found = commands.list_users(target, include_inactive=args.inactive)
     if args.json:
         common.print_json([user_dict(u) for u in found])
         return 0
@@ -148,104 +120,52 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from tapdb_core import users
-
     target = common.resolve_target(args, args.env)
     password = None
     if args.password_prompt or args.password_stdin:
         password = common.read_new_password(args, args.username)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            user = users.create_user(
-                conn,
-                args.username,
-                role=args.role,
-                email=args.email,
-                display_name=args.display_name,
-                password=password,
-                require_password_change=args.require_password_change,
-            )
-    finally:
-        engine.dispose()
-    common.oplog(target, "user add", user.euid)
+    user = commands.create_user(
+        target,
+        args.username,
+        role=args.role,
+        email=args.email,
+        display_name=args.display_name,
+        password=password,
+        require_password_change=args.require_password_change,
+    )
     return _show(args, user, f"created user {user.username!r} ({user.euid}) with role {user.role}")
 
 
-def _change(args: argparse.Namespace, operation: str, *, warn: bool = True, **kwargs: Any) -> User:
-    from tapdb_core import users
-
-    target = common.resolve_target(args, args.env)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            if warn:
-                warn_if_shadowed(conn, args.user)
-            if operation == "set-role":
-                user = users.set_role(conn, args.user, kwargs["role"])
-            elif operation == "activate":
-                user = users.activate(conn, args.user)
-            elif operation == "deactivate":
-                user = users.deactivate(conn, args.user)
-            elif operation == "set-password":
-                user = users.set_password(
-                    conn, args.user, kwargs["password"], require_change=kwargs["require_change"]
-                )
-            else:  # pragma: no cover
-                raise AssertionError(operation)
-    finally:
-        engine.dispose()
-    common.oplog(target, f"user {operation}", user.euid)
-    return user
-
-
 def cmd_set_role(args: argparse.Namespace) -> int:
-    user = _change(args, "set-role", role=args.role)
+    user = commands.set_user_role(common.resolve_target(args, args.env), args.user, args.role)
     return _show(args, user, f"user {user.username!r} now has role {user.role}")
 
 
 def cmd_deactivate(args: argparse.Namespace) -> int:
-    user = _change(args, "deactivate")
+    user = commands.deactivate_user(common.resolve_target(args, args.env), args.user)
     return _show(args, user, f"user {user.username!r} deactivated")
 
 
 def cmd_activate(args: argparse.Namespace) -> int:
-    user = _change(args, "activate")
+    user = commands.activate_user(common.resolve_target(args, args.env), args.user)
     return _show(args, user, f"user {user.username!r} activated")
 
 
 def cmd_set_password(args: argparse.Namespace) -> int:
-    from tapdb_core import users
-
-    # check the user exists before asking for a password
     target = common.resolve_target(args, args.env)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            warn_if_shadowed(conn, args.user)
-            users.get_user(conn, args.user)
-    finally:
-        engine.dispose()
+    commands.get_user(target, args.user)  # the user exists before a password is asked for
     password = common.read_new_password(args, args.user)
-    user = _change(
-        args, "set-password", warn=False, password=password, require_change=args.require_change
+    user = commands.set_user_password(
+        target, args.user, password, require_change=args.require_change
     )
     return _show(args, user, f"password of {user.username!r} changed")
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    from tapdb_core import users
-
     target = common.resolve_target(args, args.env)
-    engine = common.open_engine(target)
-    try:
-        with common.transaction(engine, target) as conn:
-            warn_if_shadowed(conn, args.user)
-            user = users.get_user(conn, args.user)
-        common.gate(args, f"delete user {user.username!r} ({user.euid}) from {target.database!r}")
-        with common.transaction(engine, target) as conn:
-            user = users.delete_user(conn, args.user)
-    finally:
-        engine.dispose()
-    common.oplog(target, "user delete", user.euid)
+    user = commands.delete_user(
+        target,
+        args.user,
+        confirm=common.confirmer(args, target, prod_name=False, describe=False),
+    )
     return _show(args, user, f"deleted user {user.username!r} ({user.euid})")
