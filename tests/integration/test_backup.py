@@ -22,7 +22,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tapdb_core import backup as bk
-from tapdb_core import instances, lineage, migrate, users
+from tapdb_core import instances, lineage, migrate, pgclient, users
+from tapdb_core import restore as restoring
 from tapdb_core.db import set_audit_user
 from tapdb_core.errors import TapdbError
 from tapdb_core.tables import metadata
@@ -393,13 +394,13 @@ def test_a_failing_restore_changes_nothing_even_with_clean(
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE tapdb_app_table (id int)"))  # clean drops tapdb_*
     before = _snapshot(engine)
-    real = bk._check_counts
+    real = restoring._check_counts
 
     def failing(conn: Any, contents: bk.BackupContents) -> None:
         real(conn, contents)
         raise bk.BackupError("simulated failure after the load")
 
-    monkeypatch.setattr(bk, "_check_counts", failing)
+    monkeypatch.setattr(restoring, "_check_counts", failing)
     with pytest.raises(bk.BackupError, match="simulated"):
         bk.restore(_url(engine), out, clean=True)
     assert _snapshot(engine) == before
@@ -426,8 +427,8 @@ def test_a_pg_dump_older_than_the_server_is_refused(
     old.parent.mkdir()
     old.write_text("#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n")
     old.chmod(0o755)
-    real = bk._tool
-    monkeypatch.setattr(bk, "_tool", lambda name: str(old) if name == "pg_dump" else real(name))
+    real = bk.tool
+    monkeypatch.setattr(bk, "tool", lambda name: str(old) if name == "pg_dump" else real(name))
     out = tmp_path / "x.dump"
     with pytest.raises(bk.BackupError, match=r"version 9\.6\.24, older than the server") as caught:
         bk.backup(_url(engine), out)
@@ -460,8 +461,8 @@ def _old_format(out: Path, dst: Path) -> None:
 
 def _foreign_dump(out: Path, dst: Path, url: URL) -> None:
     """A real pg_dump of a database that is not tapdb's."""
-    env = bk._libpq_env(url)
-    subprocess.run([bk._tool("pg_dump"), "-Fc", "-f", str(dst)], env=env, check=True)
+    env = pgclient.libpq_env(url)
+    subprocess.run([pgclient.tool("pg_dump"), "-Fc", "-f", str(dst)], env=env, check=True)
 
 
 def _cut(fraction: float) -> Callable[[Path, Path], None]:

@@ -19,7 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy.engine import make_url
 
-from tapdb_core import pgruntime
+from tapdb_core import pgbinaries, pgbincache, pgosuser
 from tapdb_core.errors import PostgresRuntimeError
 from tapdb_core.pgruntime import LocalCluster, PgBinaries, find_binaries, free_port
 
@@ -77,10 +77,10 @@ def isolated_search(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No TAPDB_PG_BIN, an empty PATH, no standard locations, no pgserver."""
     empty = tmp_path / "empty-path"
     empty.mkdir()
-    monkeypatch.delenv(pgruntime.ENV_BIN, raising=False)
+    monkeypatch.delenv(pgbinaries.ENV_BIN, raising=False)
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(pgruntime, "_standard_locations", lambda: [])
-    monkeypatch.setattr(pgruntime, "_pgserver_bindir", lambda: None)
+    monkeypatch.setattr(pgbinaries, "_standard_locations", lambda: [])
+    monkeypatch.setattr(pgbinaries, "_pgserver_bindir", lambda: None)
     return empty
 
 
@@ -95,7 +95,7 @@ def select_one(cluster: LocalCluster, password: str | None = None) -> int:
 def expected_os_uid() -> int:
     if os.geteuid() != 0:
         return os.geteuid()
-    name = os.environ.get(pgruntime.ENV_OS_USER)
+    name = os.environ.get(pgosuser.ENV_OS_USER)
     if not name:
         try:
             pwd.getpwnam("postgres")
@@ -109,19 +109,19 @@ def expected_os_uid() -> int:
 
 
 def test_version_parsing() -> None:
-    assert pgruntime.parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)") == (
+    assert pgbinaries.parse_version("postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)") == (
         "15.18"
     )
-    assert pgruntime.parse_version("postgres (PostgreSQL) 16.2") == "16.2"
-    assert pgruntime.parse_version("postgres (PostgreSQL) 17beta1") == "17beta1"
-    assert pgruntime.parse_version("something else") is None
+    assert pgbinaries.parse_version("postgres (PostgreSQL) 16.2") == "16.2"
+    assert pgbinaries.parse_version("postgres (PostgreSQL) 17beta1") == "17beta1"
+    assert pgbinaries.parse_version("something else") is None
 
 
 def test_explicit_directory_wins_over_environment(
     isolated_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     explicit = make_stub_bindir(tmp_path / "explicit")
-    monkeypatch.setenv(pgruntime.ENV_BIN, str(tmp_path / "does-not-exist"))
+    monkeypatch.setenv(pgbinaries.ENV_BIN, str(tmp_path / "does-not-exist"))
 
     found = find_binaries(explicit=str(explicit))
 
@@ -134,7 +134,7 @@ def test_environment_directory_is_used(
     env_dir = make_stub_bindir(tmp_path / "env")
     # Would be found by the PATH search; the environment must win.
     make_stub_bindir(isolated_search)
-    monkeypatch.setenv(pgruntime.ENV_BIN, str(env_dir))
+    monkeypatch.setenv(pgbinaries.ENV_BIN, str(env_dir))
 
     found = find_binaries()
 
@@ -145,7 +145,7 @@ def test_environment_directory_without_binaries_is_an_error_naming_it(
     isolated_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bad = make_stub_bindir(tmp_path / "half", names=("pg_ctl",))
-    monkeypatch.setenv(pgruntime.ENV_BIN, str(bad))
+    monkeypatch.setenv(pgbinaries.ENV_BIN, str(bad))
     # A valid installation elsewhere must not be fallen back to.
     make_stub_bindir(isolated_search)
 
@@ -176,7 +176,7 @@ def test_non_executable_binaries_do_not_count(isolated_search: Path, tmp_path: P
 def test_path_search_resolves_symlinks_to_the_real_install(
     isolated_search: Path, tmp_path: Path
 ) -> None:
-    real = make_stub_bindir(tmp_path / "install" / "bin", names=(*pgruntime.REQUIRED_BINARIES,))
+    real = make_stub_bindir(tmp_path / "install" / "bin", names=(*pgbinaries.REQUIRED_BINARIES,))
     # Only pg_ctl is linked onto PATH, as alternatives/Homebrew farms often do.
     (isolated_search / "pg_ctl").symlink_to(real / "pg_ctl")
 
@@ -190,7 +190,7 @@ def test_standard_locations_newest_major_first(tmp_path: Path) -> None:
         (tmp_path / "usr/lib/postgresql" / major / "bin").mkdir(parents=True)
     (tmp_path / "opt/homebrew/opt/postgresql@14/bin").mkdir(parents=True)
 
-    locations = pgruntime._standard_locations(tmp_path)
+    locations = pgbinaries._standard_locations(tmp_path)
 
     debian = [p.parent.name for p in locations if "usr/lib/postgresql" in str(p)]
     assert debian == ["15", "12", "10", "9.6"]
@@ -203,7 +203,7 @@ def test_standard_location_used_when_path_has_nothing(
 ) -> None:
     incomplete = make_stub_bindir(tmp_path / "a", names=("initdb",))
     complete = make_stub_bindir(tmp_path / "b")
-    monkeypatch.setattr(pgruntime, "_standard_locations", lambda: [incomplete, complete])
+    monkeypatch.setattr(pgbinaries, "_standard_locations", lambda: [incomplete, complete])
 
     found = find_binaries()
 
@@ -214,7 +214,7 @@ def test_pgserver_is_the_last_resort(
     isolated_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     wheel_bin = make_stub_bindir(tmp_path / "pginstall" / "bin")
-    monkeypatch.setattr(pgruntime, "_pgserver_bindir", lambda: wheel_bin)
+    monkeypatch.setattr(pgbinaries, "_pgserver_bindir", lambda: wheel_bin)
 
     found = find_binaries()
 
@@ -225,7 +225,7 @@ def test_nothing_found_lists_every_place_and_the_remedies(
     isolated_search: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = tmp_path / "usr/lib/postgresql/15/bin"
-    monkeypatch.setattr(pgruntime, "_standard_locations", lambda: [missing])
+    monkeypatch.setattr(pgbinaries, "_standard_locations", lambda: [missing])
 
     with pytest.raises(PostgresRuntimeError) as info:
         find_binaries()
@@ -252,7 +252,7 @@ def test_tool_prefers_bindir_then_path(isolated_search: Path, tmp_path: Path) ->
 def test_real_binaries_are_found() -> None:
     bins = find_binaries()
 
-    assert pgruntime.parse_version(f"(PostgreSQL) {bins.version}") == bins.version
+    assert pgbinaries.parse_version(f"(PostgreSQL) {bins.version}") == bins.version
     assert bins.tool("psql").is_file()
 
 
@@ -329,20 +329,20 @@ def test_untraversable_ancestor_is_reported(workdir: Path) -> None:
     locked.chmod(0o700)
     stranger = 54321  # neither owner nor in the group
 
-    assert pgruntime._untraversable_ancestor(locked / "inner" / "data", stranger, ()) == locked
+    assert pgosuser.untraversable_ancestor(locked / "inner" / "data", stranger, ()) == locked
     locked.chmod(0o711)
-    assert pgruntime._untraversable_ancestor(locked / "inner" / "data", stranger, ()) is None
+    assert pgosuser.untraversable_ancestor(locked / "inner" / "data", stranger, ()) is None
 
 
 def test_os_user_choice_when_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pgruntime, "_is_root", lambda: True)
+    monkeypatch.setattr(pgosuser, "_is_root", lambda: True)
     cluster = LocalCluster(data_dir=Path("/nonexistent/data"), port=1)
 
-    monkeypatch.setenv(pgruntime.ENV_OS_USER, "nobody")
+    monkeypatch.setenv(pgosuser.ENV_OS_USER, "nobody")
     user = cluster._os_user()
     assert user is not None and user.name == "nobody"
 
-    monkeypatch.setenv(pgruntime.ENV_OS_USER, "no-such-user-tapdb")
+    monkeypatch.setenv(pgosuser.ENV_OS_USER, "no-such-user-tapdb")
     with pytest.raises(PostgresRuntimeError, match="no-such-user-tapdb"):
         cluster._os_user()
     cluster.run_as = "nobody"  # the attribute beats the environment
@@ -354,7 +354,7 @@ def test_os_user_choice_when_root(monkeypatch: pytest.MonkeyPatch) -> None:
         cluster._os_user()
 
     cluster.run_as = None
-    monkeypatch.delenv(pgruntime.ENV_OS_USER)
+    monkeypatch.delenv(pgosuser.ENV_OS_USER)
     real_getpwnam = pwd.getpwnam
 
     def no_postgres_account(name: str) -> pwd.struct_passwd:
@@ -368,7 +368,7 @@ def test_os_user_choice_when_root(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_not_root_runs_as_ourselves(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pgruntime, "_is_root", lambda: False)
+    monkeypatch.setattr(pgosuser, "_is_root", lambda: False)
 
     assert LocalCluster(data_dir=Path("/x"), port=1, run_as="nobody")._os_user() is None
 
@@ -593,7 +593,7 @@ def test_root_refuses_a_data_dir_the_server_user_cannot_reach(workdir: Path) -> 
 
 
 def test_pgserver_binaries(workdir: Path) -> None:
-    bindir = pgruntime._pgserver_bindir()
+    bindir = pgbinaries._pgserver_bindir()
     if bindir is None:
         pytest.skip("pgserver (tapdb-core[local]) is not installed")
     bins = find_binaries(explicit=bindir)
@@ -712,57 +712,57 @@ def make_wheel_layout(site: Path) -> Path:
 
 
 @pytest.fixture
-def stranger() -> pgruntime._OsUser:
+def stranger() -> pgosuser.OsUser:
     """An OS user that is neither owner of, nor in the group of, any test directory."""
-    return pgruntime._OsUser(name="stranger", uid=54321, gid=54321, groups=(54321,))
+    return pgosuser.OsUser(name="stranger", uid=54321, gid=54321, groups=(54321,))
 
 
 def test_binaries_a_user_cannot_reach_are_copied_once_and_checked(
-    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, stranger: pgruntime._OsUser
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, stranger: pgosuser.OsUser
 ) -> None:
     checkout = tmp_path / "checkout"  # under pytest's 0700 directory
     checkout.mkdir()
     checkout.chmod(0o700)
     bindir = make_wheel_layout(checkout / ".venv" / "site-packages")
-    monkeypatch.setenv(pgruntime.ENV_CACHE, str(workdir / "cache"))
+    monkeypatch.setenv(pgbincache.ENV_CACHE, str(workdir / "cache"))
     bins = find_binaries(bindir)
 
-    copy = pgruntime.runnable_binaries(bins, stranger)
+    copy = pgbincache.runnable_binaries(bins, stranger)
 
     assert copy.version == bins.version
     assert copy.bindir.is_relative_to(workdir / "cache")
     assert copy.bindir.parts[-3:] == ("pgserver", "pginstall", "bin")
-    assert pgruntime._untraversable_ancestor(copy.postgres, stranger.uid, stranger.groups) is None
+    assert pgosuser.untraversable_ancestor(copy.postgres, stranger.uid, stranger.groups) is None
     site_copy = copy.bindir.parents[2]
     assert (site_copy / "pgserver/pginstall/lib/libpq.so").resolve().read_bytes() == b"\0" * 100
     for path in [site_copy, *site_copy.rglob("*")]:
         if not path.is_symlink():
             want = 0o755 if path.is_dir() or path.parent.name == "bin" else 0o644
             assert stat.S_IMODE(path.stat().st_mode) == want, path
-    assert pgruntime.runnable_binaries(bins, stranger) == copy  # made once
-    assert pgruntime.runnable_binaries(bins, None) == bins  # not root: used in place
+    assert pgbincache.runnable_binaries(bins, stranger) == copy  # made once
+    assert pgbincache.runnable_binaries(bins, None) == bins  # not root: used in place
 
     (copy.bindir / "initdb").unlink()  # a damaged copy is made again
-    assert pgruntime.runnable_binaries(bins, stranger) == copy
+    assert pgbincache.runnable_binaries(bins, stranger) == copy
     assert (copy.bindir / "initdb").is_file()
     assert [p.name for p in (workdir / "cache").iterdir()] == [site_copy.name]
 
     (bins.bindir / "pg_ctl").write_text("#!/bin/sh\necho changed\n")  # another build
-    assert pgruntime.runnable_binaries(bins, stranger).bindir != copy.bindir
+    assert pgbincache.runnable_binaries(bins, stranger).bindir != copy.bindir
 
 
 def test_a_cache_others_can_write_to_is_refused(
-    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, stranger: pgruntime._OsUser
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch, stranger: pgosuser.OsUser
 ) -> None:
     (tmp_path / "locked").mkdir(mode=0o700)
     bins = find_binaries(make_wheel_layout(tmp_path / "locked" / "site"))
     cache = workdir / "cache"
     cache.mkdir()
     cache.chmod(0o777)
-    monkeypatch.setenv(pgruntime.ENV_CACHE, str(cache))
+    monkeypatch.setenv(pgbincache.ENV_CACHE, str(cache))
 
     with pytest.raises(PostgresRuntimeError, match="no one else can write"):
-        pgruntime.runnable_binaries(bins, stranger)
+        pgbincache.runnable_binaries(bins, stranger)
     assert list(cache.iterdir()) == []
 
 
@@ -771,14 +771,14 @@ def test_a_cache_others_can_write_to_is_refused(
     reason="only root runs PostgreSQL as another OS user, who cannot enter a 0700 directory",
 )
 def test_root_runs_the_wheel_from_a_checkout_in_a_0700_directory(workdir: Path) -> None:
-    wheel = pgruntime._pgserver_bindir()
+    wheel = pgbinaries._pgserver_bindir()
     if wheel is None or not wheel.is_dir():
         pytest.skip("pgserver (tapdb-core[local]) is not installed")
     private = Path(tempfile.mkdtemp(prefix="tapdb-0700-"))  # as `mktemp -d`, like root's home
     try:
         assert stat.S_IMODE(private.stat().st_mode) == 0o700
         site = private / "checkout" / ".venv" / "lib" / "site-packages"
-        base, parts = pgruntime._install_parts(wheel)
+        base, parts = pgbincache._install_parts(wheel)
         for part in parts:
             shutil.copytree(base / part, site / part, symlinks=True)
         bins = find_binaries(site / "pgserver" / "pginstall" / "bin")
@@ -820,8 +820,8 @@ def test_root_default_data_dir_moves_out_of_a_0700_checkout(
         assert source == "default"
         assert data_dir.is_relative_to(pg.SERVER_DATA_HOME) and data_dir.name == "dev"
         assert data_dir.parent.name.startswith("checkout-")
-        assert pgruntime.unreachable_by_server(data_dir) is None
-        assert pgruntime.unreachable_by_server(private / "checkout" / "x") == private
+        assert pgosuser.unreachable_by_server(data_dir) is None
+        assert pgosuser.unreachable_by_server(private / "checkout" / "x") == private
         os.chmod(private, 0o755)  # noqa: S103  (reachable: the checkout's own folder again)
         assert pg.data_dir_for(argparse.Namespace(), cfg)[0] == (  # type: ignore[arg-type]
             private / "checkout" / "postgres_data" / "dev"
