@@ -25,7 +25,7 @@ from pathlib import Path
 
 import attrs
 
-from tapdb_core.cli import common
+from tapdb_core.cli import cognito, common
 from tapdb_core.cli.parsing import Subparsers, group, leaf
 from tapdb_core.errors import TapdbError
 
@@ -191,6 +191,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     ]
     child_env = dict(os.environ)
     child_env["TAPDB_ADMIN_DATABASE_URL"] = url
+    child_env.update(cognito.ui_environment(env))  # a bound pool switches login to Cognito
     if not child_env.get("TAPDB_SESSION_SECRET") and env not in ("prod", "production"):
         child_env["TAPDB_SESSION_SECRET"] = _secret(env)
     if not args.http:
@@ -334,3 +335,4 @@ def configure(sub: Subparsers) -> None:
     _env_positional(p)
     _start_options(p)
     p.add_argument("--timeout", type=float, default=10.0, help="seconds before SIGKILL")
+    cognito.configure(sub)  # registered here so that main.py needs one call for both

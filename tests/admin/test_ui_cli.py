@@ -53,10 +53,10 @@ def test_start_status_stop_over_https(cli_env: dict[str, str], tmp_path: Path) -
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
         assert stat.S_IMODE((folder / "session.secret").stat().st_mode) == 0o600
         context = ssl.create_default_context(cafile=str(folder / "localhost.crt"))
-        with urllib.request.urlopen(f"https://localhost:{port}/healthz", context=context) as r:  # noqa: S310
+        with urllib.request.urlopen(f"https://localhost:{port}/healthz", context=context) as r:
             assert json.load(r) == {"status": "ok"}
             assert r.headers["Strict-Transport-Security"]
-        with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context) as r:  # noqa: S310
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/readyz", context=context) as r:
             assert json.load(r) == {"status": "ready"}
         status = _tapdb(cli_env, "ui", "status", "test", "--json")
         assert status.returncode == 0 and json.loads(status.stdout)["state"] == "running"
