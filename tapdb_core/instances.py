@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, Row, bindparam, select, text, update
+from sqlalchemy import Connection, Row, bindparam, literal_column, select, text, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -100,6 +100,10 @@ _INSERT_EDGES = text(
     RETURNING *
     """
 )
+
+
+#: the indexed expression of ix_generic_instance_properties, verbatim
+_PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
 
 
 @attrs.frozen(kw_only=True)
@@ -350,11 +354,12 @@ def find(
         if value is not None:
             query = query.where(gi.c[column] == value)
     if properties:
-        # (json_addl -> 'properties') @> ...: served by the GIN index on that expression
+        # The GIN index is on (json_addl -> 'properties'): the filter must be that
+        # very expression. SQLAlchemy renders json_addl["properties"] as the
+        # subscript json_addl['properties'], which the planner does not match to
+        # the index (a scan of the whole table, 220 ms at 50,000 rows).
         query = query.where(
-            gi.c.json_addl["properties"].op("@>")(
-                bindparam("contains", dict(properties), type_=JSONB)
-            )
+            _PROPERTIES.op("@>")(bindparam("contains", dict(properties), type_=JSONB))
         )
     if not include_deleted:
         query = query.where(gi.c.is_deleted.is_(False))

@@ -207,3 +207,25 @@ def test_keyset_pages_walk_every_live_row_once_in_creation_order(seeded_engine: 
     assert [e for page in pages for e in page] == everything
     assert len(everything) == 229 and [len(p) for p in pages] == [50, 50, 50, 50, 29]
     assert pages == by_offset
+
+
+def test_find_by_property_is_served_by_the_properties_gin_index(seeded_engine: Engine) -> None:
+    """The filter must be the index's own expression (json_addl -> 'properties'), else
+    every property search reads the whole table."""
+    from sqlalchemy import event
+
+    statements: list[tuple[str, object]] = []
+    with seeded_engine.begin() as conn:
+        bulk_create(conn, DNA, ((f"G-{i}", {"barcode": f"BC-{i}"}) for i in range(300)))
+        event.listen(
+            conn, "before_cursor_execute", lambda c, cur, s, p, *a: statements.append((s, p))
+        )
+        found = instances.find(conn, properties={"barcode": "BC-123"})
+        assert [i.name for i in found] == ["G-123"]
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        conn.execute(text("SET LOCAL enable_indexscan = off"))
+        statement, params = statements[0]
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("EXPLAIN " + statement, params)
+        plan = "\n".join(r[0] for r in cursor.fetchall())
+    assert "ix_generic_instance_properties" in plan, plan
