@@ -295,7 +295,7 @@ def queries(
         chain_pairs.append(
             (info["chain_base"] + c * CHAIN + i, info["chain_base"] + c * CHAIN + i + 20)
         )
-    pair_rows = dict(
+    pair_rows: dict[int, str] = dict(
         conn.execute(
             text("SELECT uuid, euid FROM generic_instance WHERE uuid = ANY(:u)"),
             {"u": [u for p in chain_pairs for u in p]},
@@ -385,8 +385,7 @@ def summary(plan: str) -> str:
         {
             ln.strip().lstrip("-> ").split("  (")[0]
             for ln in lines
-            if " Scan" in ln
-            and "->" in ln
+            if (" Scan" in ln and "->" in ln)
             or ln.strip().startswith(("Index", "Seq Scan", "Bitmap"))
         }
     )
