@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, and_, func, select, text
+from sqlalchemy import Connection, and_, func, literal_column, select, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql import bindparam
 
@@ -41,6 +41,10 @@ DEFAULT_COLOUR = "#888888"
 
 def colour(category: str) -> str:
     return CATEGORY_COLOURS.get(category, DEFAULT_COLOUR)
+
+
+#: the indexed expression of ix_generic_instance_properties, verbatim
+_PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
 
 
 # -- dashboard ---------------------------------------------------------------------
@@ -151,10 +155,10 @@ def instance_page(
         escaped = flt.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(gi.c.name.ilike(f"%{escaped}%", escape="\\"))
     if flt.properties:
+        # the GIN index's own expression (json_addl -> 'properties'); the
+        # subscript form json_addl['properties'] would scan the table
         query = query.where(
-            gi.c.json_addl["properties"].op("@>")(
-                bindparam("contains", dict(flt.properties), type_=JSONB)
-            )
+            _PROPERTIES.op("@>")(bindparam("contains", dict(flt.properties), type_=JSONB))
         )
     if not flt.include_deleted:
         query = query.where(gi.c.is_deleted.is_(False))

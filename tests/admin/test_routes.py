@@ -532,12 +532,21 @@ def test_list_queries_use_no_offset_and_no_full_count(
 
     event.listen(seeded_engine, "before_cursor_execute", record)
     try:
-        for path in ["/", "/instances?after=999999", "/templates", f"/object/{objects['plate']}"]:
+        for path in [
+            "/",
+            "/instances?after=999999",
+            "/instances?property=address%3DA1",
+            "/templates",
+            f"/object/{objects['plate']}",
+        ]:
             assert admin_client.get(path).status_code == 200
     finally:
         event.remove(seeded_engine, "before_cursor_execute", record)
     assert not [s for s in statements if " offset " in s and "offset 0)" not in s]
     assert not [s for s in statements if "count(*)" in s]
+    # the property filter is the GIN index's expression, not the subscript form
+    assert [s for s in statements if "json_addl -> 'properties'" in s]
+    assert not [s for s in statements if "json_addl[" in s]
 
 
 def test_graph_api_plate_has_97_nodes_with_grid_cells(
