@@ -16,8 +16,8 @@ from sqlalchemy import create_engine, text
 
 from tapdb_core.aurora import aws, stacks
 from tapdb_core.aurora import template as tpl
-from tapdb_core.cli.common import RefusedError
 from tapdb_core.cli.main import main
+from tapdb_core.errors import RefusedError
 from tapdb_core.pgruntime import LocalCluster
 from tests.aurora.conftest import REGION, SUPERUSER
 

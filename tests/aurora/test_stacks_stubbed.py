@@ -14,8 +14,8 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from tapdb_core.aurora import aws, stacks
-from tapdb_core.cli.common import RefusedError
 from tapdb_core.cli.main import main
+from tapdb_core.errors import RefusedError
 
 REGION = "eu-west-1"
 STACK_ID = "arn:aws:cloudformation:eu-west-1:123456789012:stack/tapdb-lims/0b1c"
