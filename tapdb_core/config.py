@@ -4,10 +4,13 @@ Resolution (highest first) for a field of environment ``ENV``:
 ``TAPDB_<ENV>_<FIELD>``, then the ``PG*`` variable, then the first config file
 found, then the default. ``DATABASE_URL`` overrides everything when set.
 Config file search (first existing wins, never merged): ``TAPDB_CONFIG_PATH``
-alone if set; else with a database name N ``~/.config/tapdb/tapdb-config-N.yaml``,
-``~/.config/tapdb/tapdb-config.yaml``, ``./config/tapdb-config-N.yaml``,
-``./config/tapdb-config.yaml``; without N only the unscoped two. ``.json``
-files are read too; YAML needs PyYAML.
+alone if set; else with a database name N (``--database-name`` or
+``TAPDB_DATABASE_NAME``) the scoped files first, user-level then repo-level,
+``~/.config/tapdb/tapdb-config-N.yaml``, ``./config/tapdb-config-N.yaml``, then
+the unscoped ones, ``~/.config/tapdb/tapdb-config.yaml``,
+``./config/tapdb-config.yaml`` (daylily-tapdb's documented resolution order);
+without N only the unscoped two. Each ``.yaml`` has a ``.json`` twin, tried
+right after it; YAML needs PyYAML.
 """
 
 from __future__ import annotations
@@ -201,19 +204,51 @@ def active_env(env: str | None = None) -> str:
     return name
 
 
-def config_search_path(database_name: str | None = None) -> list[Path]:
+@attrs.frozen(kw_only=True)
+class Candidate:
+    """A place a config file may be, and why it is searched."""
+
+    path: Path
+    reason: str
+
+
+def config_candidates(database_name: str | None = None) -> list[Candidate]:
+    """The config files searched, in order, each with why it is on the list."""
     explicit = os.environ.get("TAPDB_CONFIG_PATH")
     if explicit:
-        return [Path(explicit).expanduser()]
-    name = database_name or os.environ.get("TAPDB_DATABASE_NAME") or None
-    user_dir = Path("~/.config/tapdb").expanduser()
-    repo_dir = Path("config")
-    paths: list[Path] = []
-    for directory in (user_dir, repo_dir):
-        if name:
-            paths.append(directory / f"tapdb-config-{name}.yaml")
-        paths.append(directory / "tapdb-config.yaml")
-    return [p for q in paths for p in (q, q.with_suffix(".json"))]
+        return [Candidate(path=Path(explicit).expanduser(), reason="$TAPDB_CONFIG_PATH")]
+    env_name = os.environ.get("TAPDB_DATABASE_NAME") or None
+    name = database_name or env_name
+    name_source = "--database-name" if database_name else "$TAPDB_DATABASE_NAME"
+    levels = (("user-level", Path("~/.config/tapdb").expanduser()), ("repo-level", Path("config")))
+    found: list[Candidate] = []
+    if name:
+        for level, directory in levels:
+            why = f"{level} file scoped to database name {name!r} (from {name_source})"
+            found.append(Candidate(path=directory / f"tapdb-config-{name}.yaml", reason=why))
+    for level, directory in levels:
+        why = f"{level} default file" + (f" (no scoped file for {name!r})" if name else "")
+        found.append(Candidate(path=directory / "tapdb-config.yaml", reason=why))
+    return [
+        Candidate(path=p, reason=c.reason)
+        for c in found
+        for p in (c.path, c.path.with_suffix(".json"))
+    ]
+
+
+def config_search_path(database_name: str | None = None) -> list[Path]:
+    """The config files searched, in order (the first that exists is used)."""
+    return [c.path for c in config_candidates(database_name)]
+
+
+def chosen_config_file(
+    config_file: str | Path | None = None, database_name: str | None = None
+) -> Candidate | None:
+    """The config file in use and why: ``config_file`` (``--config``), else the first
+    existing candidate, else None."""
+    if config_file is not None:
+        return Candidate(path=Path(config_file).expanduser(), reason="--config")
+    return next((c for c in config_candidates(database_name) if c.path.exists()), None)
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from tapdb_core import commands
 from tapdb_core._version import __version__
 from tapdb_core.cli import common
 from tapdb_core.cli.parsing import Subparsers, leaf
-from tapdb_core.config import config_search_path
+from tapdb_core.config import chosen_config_file, config_candidates
 
 
 def configure(sub: Subparsers) -> None:
@@ -57,15 +57,18 @@ def cmd_info(args: argparse.Namespace) -> int:
             }
     data_dir, data_dir_source = data_dir_for(args, cfg)
     audit_user, audit_source = common.actor_and_source(target)
+    database_name = getattr(args, "database_name", None)
+    chosen = chosen_config_file(getattr(args, "config", None), database_name)
     if getattr(args, "config", None):
         searched = [str(args.config)]
     else:
-        searched = [str(p) for p in config_search_path(getattr(args, "database_name", None))]
+        searched = [str(c.path) for c in config_candidates(database_name)]
     result: dict[str, Any] = {
         "version": __version__,
         "env": name,
         "env_source": chosen_by,
         "config_file": str(cfg.config_file) if cfg.config_file else None,
+        "config_file_reason": chosen.reason if chosen else None,
         "config_search_path": searched,
         "database_url_set": target.from_database_url,
         "url": target.masked_url(),
@@ -86,7 +89,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     common.out(f"tapdb {__version__}")
     common.out(f"environment   {name} (from {chosen_by})")
     if cfg.config_file:
-        common.out(f"config file   {cfg.config_file}")
+        why = f" ({chosen.reason})" if chosen else ""
+        common.out(f"config file   {cfg.config_file}{why}")
     else:
         common.out("config file   none found; searched:")
         for path in result["config_search_path"]:
