@@ -1,4 +1,8 @@
-"""``tapdb pg``: a local PostgreSQL cluster per environment.
+"""``tapdb pg``: a local PostgreSQL cluster per environment (``init``,
+``start-local``, ``stop-local``), and the machine's PostgreSQL service
+(``start``, ``stop``, ``restart``; ``status`` and ``logs`` show the environment's
+local cluster when there is an environment, the service otherwise or with
+``--service``; see :mod:`tapdb_core.pgservice`).
 
 The data directory is ``--data-dir``, else ``$TAPDB_DATA_DIR/<env>``, else the
 ``data_dir`` recorded in the config file, else ``./postgres_data/<env>`` (as root,
@@ -14,6 +18,7 @@ import argparse
 import hashlib
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,9 +30,10 @@ from psycopg import pq
 from tapdb_core import config as tconfig
 from tapdb_core.cli import common
 from tapdb_core.cli.localconfig import check_recorded, record_local_settings
-from tapdb_core.cli.parsing import Subparsers, add_env_argument, group, leaf
-from tapdb_core.errors import TapdbError
+from tapdb_core.cli.parsing import ENV_HELP, Subparsers, add_env_argument, group, leaf
+from tapdb_core.errors import CommandError, TapdbError
 from tapdb_core.pgruntime import LocalCluster, PgBinaries, find_binaries, unreachable_by_server
+from tapdb_core.pgservice import Platform, Service, detect, service_for
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
 SERVER_DATA_HOME = Path("/var/lib/tapdb")
@@ -61,15 +67,51 @@ def configure(sub: Subparsers) -> None:
     add_env_argument(p)
     _data_dir_option(p)
 
-    p = leaf(pg, "status", "local cluster state and whether the server answers", cmd_status)
-    add_env_argument(p)
+    p = leaf(
+        pg,
+        "status",
+        "local cluster of the environment, whether its server answers, and the machine's "
+        "PostgreSQL service",
+        cmd_status,
+    )
+    _optional_env(p)
     _data_dir_option(p)
+    p.add_argument("--service", action="store_true", help="only the machine's PostgreSQL service")
 
-    p = leaf(pg, "logs", "show the local cluster's server log", cmd_logs, json_flag=False)
-    add_env_argument(p)
+    p = leaf(
+        pg,
+        "logs",
+        "the environment's local cluster log (the machine's service log without an "
+        "environment or with --service)",
+        cmd_logs,
+        json_flag=False,
+    )
+    _optional_env(p)
     _data_dir_option(p)
     p.add_argument("-n", "--lines", type=int, default=50, help="lines to show (default 50)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    p.add_argument("--service", action="store_true", help="the machine's service log")
+
+    for action, text in (
+        ("start", "start the machine's PostgreSQL service (systemd, pg_ctlcluster, Homebrew)"),
+        ("stop", "stop the machine's PostgreSQL service"),
+        ("restart", "restart the machine's PostgreSQL service"),
+    ):
+        p = leaf(pg, action, text, cmd_service, json_flag=False)
+        p.set_defaults(service_action=action)
+
+
+def _optional_env(parser: argparse.ArgumentParser) -> None:
+    """ENV of status/logs: left out, the active environment; none at all means
+    the machine's service (daylily-tapdb's ``pg status`` and ``pg logs``)."""
+    parser.add_argument("env", metavar="ENV", nargs="?", default=None, help=ENV_HELP)
+    for action in parser._actions:  # argparse has no public way
+        if "--env" in action.option_strings:
+            action.help = argparse.SUPPRESS
+
+
+def _env_or_active(args: argparse.Namespace) -> str | None:
+    return args.env or getattr(args, "active_env", None) or os.environ.get("TAPDB_ENV") or None
 
 
 def _data_dir_option(parser: argparse.ArgumentParser) -> None:
@@ -261,8 +303,80 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- the system service
+
+_platform: list[Platform] = []
+
+
+def platform() -> Platform:
+    """This machine, detected once per command (tests replace it: :func:`set_platform`)."""
+    if not _platform:
+        _platform.append(detect())
+    return _platform[0]
+
+
+def set_platform(found: Platform | None) -> None:
+    _platform[:] = [found] if found is not None else []
+
+
+def _run_all(service: Service, commands: tuple[tuple[str, ...], ...]) -> int:
+    worst = 0
+    for command in commands:
+        common.progress(" ".join(command))
+        try:
+            code = subprocess.call(list(command))
+        except OSError as exc:
+            raise CommandError(f"cannot run {command[0]}: {exc.strerror}") from None
+        worst = worst or code
+    return worst
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    service = service_for(args.service_action, platform())
+    code = _run_all(service, service.commands)
+    if code:
+        raise CommandError(
+            f"{' '.join(service.commands[0])} failed (exit {code}); "
+            f"{service.manager} manages {service.unit}: it may need root (sudo)"
+        )
+    return 0
+
+
+def service_state(found: Platform) -> dict[str, Any]:
+    """The machine's service: its manager and whether it runs (never raises)."""
+    try:
+        service = service_for("status", found)
+    except CommandError as exc:
+        return {"manager": None, "unit": None, "running": None, "note": str(exc)}
+    codes = []
+    for command in service.commands:
+        try:
+            codes.append(
+                subprocess.call(list(command), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+        except OSError:
+            codes.append(127)
+    return {
+        "manager": service.manager,
+        "unit": service.unit,
+        "running": all(code == 0 for code in codes),
+        "note": None,
+    }
+
+
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = common.resolve_config(args, args.env)
+    env = None if args.service else _env_or_active(args)
+    state = service_state(platform())
+    if env is None:
+        if state["manager"] is None:
+            raise CommandError(str(state["note"]))
+        if args.json:
+            common.print_json({"service": state})
+        else:
+            running = "running" if state["running"] else "not running"
+            common.out(f"system service {state['manager']} {state['unit']}: {running}")
+        return 0 if state["running"] else 1
+    cfg = common.resolve_config(args, env)
     cluster, target = cluster_for(args, cfg)
     status = cluster.status()
     answers = server_answers(target)
@@ -276,6 +390,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "log_file": status.log_file,
         "server": target.where,
         "server_answers": answers,
+        "service": state,
     }
     if args.json:
         common.print_json(result)
@@ -289,17 +404,34 @@ def cmd_status(args: argparse.Namespace) -> int:
         common.out(
             f"server         {target.where}: {'accepts connections' if answers else 'no answer'}"
         )
+        if state["manager"] is None:
+            common.out("system service none applies on this machine")
+        else:
+            running = "running" if state["running"] else "not running"
+            common.out(f"system service {state['manager']} {state['unit']}: {running}")
     return 0 if answers else 1
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    cfg = common.resolve_config(args, args.env)
+    if args.lines < 0:
+        raise common.UsageError("--lines must be 0 or more")
+    env = None if args.service else _env_or_active(args)
+    if env is None:
+        service = service_for("logs", platform(), lines=args.lines, follow=args.follow)
+        if not service.log_commands:
+            raise CommandError(f"{service.manager} names no log file for {service.unit}")
+        try:
+            return _run_all(service, service.log_commands)
+        except KeyboardInterrupt:
+            return 0
+    cfg = common.resolve_config(args, env)
     cluster, _ = cluster_for(args, cfg)
     log = cluster.log_file
     if not log.exists():
-        raise common.CliError(f"no server log at {log} (has the cluster been started?)")
-    if args.lines < 0:
-        raise common.UsageError("--lines must be 0 or more")
+        raise common.CliError(
+            f"no server log at {log} (has the cluster been started?); "
+            "the machine's PostgreSQL service log: `tapdb pg logs --service`"
+        )
     text = cluster.log_tail(args.lines)
     if text:
         sys.stdout.write(text + "\n")
