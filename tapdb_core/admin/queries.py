@@ -4,13 +4,14 @@ and a LIMIT; none counts a whole table."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from sqlalchemy import Connection, and_, func, literal_column, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import BigInteger, Connection, and_, any_, func, literal_column, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql import bindparam
+from sqlalchemy.sql.elements import BindParameter
 
 from tapdb_core import euid as euids
 from tapdb_core.codes import TemplateCode
@@ -293,6 +294,32 @@ _CAPPED_WALK = text(
 )
 
 
+_GRAPH_NODE_COLUMNS = (
+    gi.c.uuid,
+    gi.c.euid,
+    gi.c.name,
+    gi.c.category,
+    gi.c.type,
+    gi.c.subtype,
+    gi.c.version,
+    gi.c.bstatus,
+    _PROPERTIES.label("properties"),
+)
+_GRAPH_EDGE_COLUMNS = (
+    gl.c.uuid,
+    gl.c.euid,
+    gl.c.parent_instance_uuid,
+    gl.c.child_instance_uuid,
+    gl.c.relationship_type,
+)
+
+
+def _ids(uuids: Iterable[int], name: str = "ids") -> BindParameter[Any]:
+    """One array parameter (``= ANY(:ids)``): the statement text stays the same
+    whatever the number of nodes, unlike an expanded IN list."""
+    return bindparam(name, list(uuids), type_=ARRAY(BigInteger))
+
+
 def capped_graph(conn: Connection, root: Instance, depth: int, cap: int) -> dict[str, Any]:
     """The live neighbourhood within ``depth`` steps (both directions), at most
     ``cap`` nodes, as Cytoscape elements; ``more_not_shown`` counts live edges
@@ -308,27 +335,26 @@ def capped_graph(conn: Connection, root: Instance, depth: int, cap: int) -> dict
             ids.append(uuid)
         if len(ids) >= cap:
             break
-    nodes = [
-        Instance.from_row(r)
-        for r in conn.execute(
-            select(gi).where(gi.c.uuid.in_(ids), gi.c.is_deleted.is_(False)).order_by(gi.c.uuid)
-        )
-    ]
+    # only the columns the graph draws: whole json_addl (materialised actions,
+    # kilobytes a node) and IN lists of hundreds of parameters were most of the
+    # time of a depth-3 plate graph (scripts/bench_ui.py)
+    nodes = conn.execute(
+        select(*_GRAPH_NODE_COLUMNS)
+        .where(gi.c.uuid == any_(_ids(ids)), gi.c.is_deleted.is_(False))
+        .order_by(gi.c.uuid)
+    ).all()
     live = {n.uuid for n in nodes}
     live.add(root.uuid)
-    edges = [
-        Lineage.from_row(r)
-        for r in conn.execute(
-            select(gl)
-            .where(
-                gl.c.parent_instance_uuid.in_(live),
-                gl.c.child_instance_uuid.in_(live),
-                gl.c.is_deleted.is_(False),
-            )
-            .order_by(gl.c.uuid)
-            .limit(cap * 8)
+    edges = conn.execute(
+        select(*_GRAPH_EDGE_COLUMNS)
+        .where(
+            gl.c.parent_instance_uuid == any_(_ids(live, "parents")),
+            gl.c.child_instance_uuid == any_(_ids(live, "children")),
+            gl.c.is_deleted.is_(False),
         )
-    ]
+        .order_by(gl.c.uuid)
+        .limit(cap * 8)
+    ).all()
     degree = _live_degrees(conn, live)
     shown_degree: dict[int, int] = {}
     for e in edges:
@@ -340,14 +366,14 @@ def capped_graph(conn: Connection, root: Instance, depth: int, cap: int) -> dict
     for n in nodes:
         hidden = max(0, degree.get(n.uuid, 0) - shown_degree.get(n.uuid, 0))
         hidden_total += hidden
-        cell = grid_cell(n.properties)
+        cell = grid_cell(n.properties if isinstance(n.properties, dict) else {})
         out_nodes.append(
             {
                 "data": {
                     "id": n.euid,
                     "label": n.name,
                     "category": n.category,
-                    "template": n.template_code,
+                    "template": f"{n.category}/{n.type}/{n.subtype}/{n.version}/",
                     "status": n.bstatus,
                     "color": colour(n.category),
                     "hidden": hidden,
@@ -391,7 +417,7 @@ def _live_degrees(conn: Connection, uuids: set[int]) -> dict[int, int]:
         rows = conn.execute(
             select(near, func.count())
             .select_from(gl.join(gi, gi.c.uuid == far))
-            .where(near.in_(ids), gl.c.is_deleted.is_(False), gi.c.is_deleted.is_(False))
+            .where(near == any_(_ids(ids)), gl.c.is_deleted.is_(False), gi.c.is_deleted.is_(False))
             .group_by(near)
         )
         for uuid, count in rows:
