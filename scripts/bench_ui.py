@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import statistics
@@ -117,13 +118,16 @@ def targets(engine: Engine, info: dict[str, Any], hubs: list[str]) -> dict[str, 
             u=plate_uuids,
         )
         live = _scalars(conn, "SELECT count(*) FROM generic_instance WHERE NOT is_deleted")[0]
-        deep_row = min(DEEP_PAGE * PAGE, live // 2)
-        # the cursor the 10,000th page's "next" link carries (newest first)
+        # the 10,000th page (or the middle one of a smaller table), newest first:
+        # its cursor is the last row of the page before, as that page's "next"
+        # link carries it
+        deep_page = min(DEEP_PAGE, live // 2 // PAGE)
+        deep_row = (deep_page - 1) * PAGE
         deep_after = _scalars(
             conn,
             "SELECT uuid FROM generic_instance WHERE NOT is_deleted"
             " ORDER BY uuid DESC OFFSET :o LIMIT 1",
-            o=deep_row,
+            o=deep_row - 1,
         )[0]
         live_plates = _scalars(
             conn,
@@ -138,7 +142,12 @@ def targets(engine: Engine, info: dict[str, Any], hubs: list[str]) -> dict[str, 
             o=plate_deep_row,
             **codep,
         )[0]
-    info.update(deep_row=deep_row, plate_deep_row=plate_deep_row, live_plates=live_plates)
+    info.update(
+        deep_page=deep_page,
+        deep_row=deep_row,
+        plate_deep_row=plate_deep_row,
+        live_plates=live_plates,
+    )
     barcodes = [f"BC-{rng.randrange(units)}" for _ in range(200)]
     return {
         "dashboard": ["/"],
@@ -214,6 +223,16 @@ def login(client: TestClient) -> None:
     assert r.status_code == 303, r.text
 
 
+def walk_to_deep_page(client: TestClient, page: int, deep_path: str) -> None:
+    """Check the deep cursor is the one following "next" from page 1 reaches."""
+    after: int | None = None
+    for _ in range(page - 1):
+        data = client.get("/api/instances" + (f"?after={after}" if after else "")).json()
+        after = data["next_after"]
+    assert deep_path == f"/instances?after={after}", (deep_path, after)
+    print(f"   deep cursor checked: {page - 1} keyset steps from page 1 reach it")
+
+
 def replay(raw: Any, statements: list[tuple[str, Any]]) -> float:
     """The statements on a bare psycopg connection, in one transaction. The
     results arrive whole (libpq) but are not turned into Python objects."""
@@ -253,7 +272,8 @@ def run_size(
     print(
         f"{size:,}: {counts[0]:,} instances ({counts[1]:,} deleted), {counts[2]:,} edges,"
         f" {counts[3]:,} audit rows, {counts[4]}, built in {info['built_s']:.0f} s;"
-        f" deep page after row {info['deep_row']:,}, plate deep page after plate"
+        f" deep page {info['deep_page']:,} (rows from {info['deep_row']:,}), plate deep page"
+        " after plate"
         f" {info['plate_deep_row']:,} of {info['live_plates']:,}"
     )
     clock = ServerClock(
@@ -265,10 +285,16 @@ def run_size(
     raw = raw_conn.driver_connection
     with TestClient(clock) as client:
         login(client)
-        for label, paths in pages.items():
-            server, db_time, client_time = [], [], []
-            captured: list[list[tuple[str, Any]]] = []
-            for i in range(5 + repeat):
+        if info["deep_page"] <= 300:
+            walk_to_deep_page(client, info["deep_page"], pages["instances deep page (keyset)"][0])
+        samples: dict[str, dict[str, list[Any]]] = {
+            label: {"server": [], "db": [], "client": [], "captured": []} for label in pages
+        }
+        load = os.getloadavg()[0]
+        # round robin over the pages, so a burst of load from the machine's other
+        # users falls on all of them alike
+        for i in range(5 + repeat):
+            for label, paths in pages.items():
                 log.reset()
                 start = time.perf_counter()
                 response = client.get(paths[i % len(paths)], follow_redirects=False)
@@ -276,25 +302,34 @@ def run_size(
                 if response.status_code != 200:
                     raise SystemExit(f"{label}: {paths[i % len(paths)]} -> {response.status_code}")
                 if i >= 5:  # warm-up done
-                    server.append(clock.last)
-                    db_time.append(log.seconds)
-                    client_time.append(elapsed)
-                    captured.append(log.statements)
-            floor = [replay(raw, s) for s in captured[:5]]  # warm-up
-            floor = [replay(raw, s) for s in captured]
+                    got = samples[label]
+                    got["server"].append(clock.last)
+                    got["db"].append(log.seconds)
+                    got["client"].append(elapsed)
+                    got["captured"].append(log.statements)
+        for got in samples.values():
+            for statements in got["captured"][:5]:  # warm-up
+                replay(raw, statements)
+        floors: dict[str, list[float]] = {label: [] for label in pages}
+        for i in range(repeat):
+            for label, got in samples.items():
+                floors[label].append(replay(raw, got["captured"][i]))
+        load = max(load, os.getloadavg()[0])
+        for label, got in samples.items():
             results[label] = {
-                "server": _p(server),
-                "db": _p(db_time),
-                "client": _p(client_time),
-                "floor": _p(floor),
-                "statements": len(captured[0]),
-                "sample": captured[0],
+                "server": _p(got["server"]),
+                "db": _p(got["db"]),
+                "client": _p(got["client"]),
+                "floor": _p(floors[label]),
+                "statements": len(got["captured"][0]),
+                "sample": got["captured"][0],
             }
             print(
                 f"   {label}: server p50 {results[label]['server'][0]:.1f} ms"
                 f" p95 {results[label]['server'][1]:.1f} ms",
                 file=sys.stderr,
             )
+    print(f"   load average (1 min, {os.cpu_count()} cores) up to {load:.1f} during the run")
     for label, r in results.items():
         r["plans"] = explain(raw, r.pop("sample"))
         r["seq_scans"] = sorted(
