@@ -79,6 +79,18 @@ def configure(sub: Subparsers) -> None:
         action="store_true",
         help="then create a 96-well plate and show its EUID, wells and lineage",
     )
+    gui = p.add_mutually_exclusive_group()
+    gui.add_argument(
+        "--ui",
+        action="store_true",
+        help="then start the admin web UI in the background (`tapdb ui start`)",
+    )
+    gui.add_argument(
+        "--no-gui",
+        dest="ui",
+        action="store_false",
+        help="do not start the admin web UI (the default; the command to start it is printed)",
+    )
     configure_bootstrap(boot)
 
 
@@ -317,7 +329,7 @@ def cmd_local(args: argparse.Namespace) -> int:
     }
     if args.json:
         common.print_json(result)
-        return 0
+        return _start_ui(args, env) if args.ui else 0
     counts = result["templates"]
     common.out(f"tapdb environment {env} is ready")
     common.out(
@@ -359,4 +371,25 @@ def cmd_local(args: argparse.Namespace) -> int:
     if args.admin_user:
         common.out(f"  tapdb user set-password {env} {args.admin_user}")
     common.out(f"  tapdb pg stop-local {env}      (stop the server)")
+    if args.ui:
+        return _start_ui(args, env)
+    common.out(f"  tapdb --env {env} ui start      (admin web UI)")
     return 0
+
+
+def _start_ui(args: argparse.Namespace, env: str) -> int:
+    """``tapdb ui start`` for the environment just bootstrapped (``--ui``)."""
+    from tapdb_core.cli import ui
+
+    ui_args = argparse.Namespace(
+        env=env,
+        active_env=env,
+        config=getattr(args, "config", None),
+        database_name=getattr(args, "database_name", None),
+        host="127.0.0.1",
+        port=ui.DEFAULT_PORT,
+        http=False,
+        foreground=False,
+        wait=20.0,
+    )
+    return ui.cmd_start(ui_args)

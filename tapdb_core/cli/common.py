@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TextIO
 
 import attrs
@@ -169,6 +170,37 @@ def actor_and_source(target: Target | None = None) -> tuple[str, str]:
 
 def actor(target: Target | None = None) -> str:
     return actor_and_source(target)[0]
+
+
+# --------------------------------------------------------------------------- template packs
+
+REPO_PACK_DIR = "config"
+"""daylily-tapdb kept its template packs in ``./config/`` (beside its config files)."""
+
+
+def repo_pack_files(directory: str | Path = REPO_PACK_DIR) -> list[Path]:
+    """The pack files in ``./config/`` (``_*`` skipped as in every pack directory,
+    and the CLI's own ``tapdb-config*`` files are not packs)."""
+    from tapdb_core.packs.load import discover_pack_files
+
+    root = Path(directory)
+    if not root.is_dir():
+        return []
+    return [p for p in discover_pack_files([root]) if not p.name.startswith("tapdb-config")]
+
+
+def pack_dirs(args: argparse.Namespace) -> tuple[list[Path], str]:
+    """The packs a seed or validation reads and why: ``-c DIR`` when given, else the
+    core packs plus the packs in ``./config/`` when it holds any."""
+    from tapdb_core.packs import core_pack_dirs
+
+    given = getattr(args, "config_dirs", None)
+    if given:
+        return [Path(d).expanduser() for d in given], "-c"
+    extra = repo_pack_files()
+    if extra:
+        return [*core_pack_dirs(), *extra], f"core packs and ./{REPO_PACK_DIR}/"
+    return core_pack_dirs(), "core packs"
 
 
 # --------------------------------------------------------------------------- engines (cli/pg, bootstrap)

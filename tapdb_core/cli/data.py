@@ -24,7 +24,8 @@ def configure(db_sub: Subparsers) -> None:
         dest="config_dirs",
         action="append",
         metavar="DIR",
-        help="template pack directory (repeatable; default: the core packs)",
+        help="template pack directory (repeatable; default: the core packs, and ./config/ "
+        "when it holds packs)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -102,7 +103,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
     identity_prefixes_of(cfg)  # a bad configured prefix fails here, before any write
     report = commands.seed(
         target,
-        pack_dirs=args.config_dirs,
+        pack_dirs=common.pack_dirs(args)[0],  # -c, else core (+ ./config/ when it has packs)
         strict=args.strict,
         mode=args.mode,
         dry_run=args.dry_run,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tapdb_core import commands
 from tapdb_core.cli import common
@@ -24,7 +23,8 @@ def configure(db_sub: Subparsers) -> None:
         dest="config_dirs",
         action="append",
         metavar="DIR",
-        help="template pack directory (repeatable; default: the core packs)",
+        help="template pack directory (repeatable; default: the core packs, and ./config/ "
+        "when it holds packs)",
     )
     p.add_argument(
         "--strict",
@@ -35,11 +35,7 @@ def configure(db_sub: Subparsers) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from tapdb_core.packs import core_pack_dirs
-
-    dirs = (
-        [Path(d).expanduser() for d in args.config_dirs] if args.config_dirs else core_pack_dirs()
-    )
+    dirs, _ = common.pack_dirs(args)  # -c, else core packs (+ ./config/ when it has packs)
     report = commands.validate_packs(dirs, strict=args.strict)
     if args.json:
         common.print_json(report.to_dict())

@@ -74,19 +74,69 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(data)
         return 0
-    for key in (
-        "euid",
-        "code",
-        "name",
-        "polymorphic_discriminator",
-        "instance_prefix",
-        "is_singleton",
-        "bstatus",
-    ):
-        common.out(f"{key.ljust(26)} {data[key]}")
-    common.out("json_addl:")
-    common.out(json.dumps(t.json_addl, indent=2, ensure_ascii=False))
-    if t.json_addl_schema:
-        common.out("json_addl_schema:")
-        common.out(json.dumps(t.json_addl_schema, indent=2, ensure_ascii=False))
+    for line in template_summary(t):
+        common.out(line)
+    common.out("(the full template, json_addl and schema included: add --json)")
     return 0
+
+
+def _short(value: object, width: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def template_summary(t: Template) -> list[str]:
+    """A template in a screenful: identity, then what its json_addl does
+    (properties, actions, children, schema), not the raw JSON."""
+    addl = t.json_addl if isinstance(t.json_addl, dict) else {}
+    lines = [
+        f"{t.euid}  {t.template_code}  {t.name!r}",
+        f"  kind        {t.polymorphic_discriminator}"
+        + (
+            f" -> instances {t.instance_polymorphic_identity}"
+            if t.instance_polymorphic_identity
+            else ""
+        ),
+        f"  instances   prefix {t.instance_prefix}"
+        + (", singleton" if t.is_singleton else "")
+        + f", status {addl.get('default_status') or 'created'}",
+        f"  template    bstatus {t.bstatus}" + (", DELETED" if t.is_deleted else ""),
+    ]
+    props = addl.get("properties")
+    if isinstance(props, dict) and props:
+        lines.append(f"  properties  {len(props)}:")
+        lines.extend(f"    {k} = {_short(v)}" for k, v in list(props.items())[:12])
+        if len(props) > 12:
+            lines.append(f"    ... and {len(props) - 12} more")
+    actions = addl.get("action_imports")
+    if isinstance(actions, dict) and actions:
+        lines.append(f"  actions     {', '.join(sorted(str(k) for k in actions))}")
+    layouts = addl.get("instantiation_layouts")
+    if isinstance(layouts, list) and layouts:
+        lines.append(f"  children    {len(layouts)} layout(s):")
+        for layout in layouts[:5]:
+            if not isinstance(layout, dict):
+                continue
+            children = layout.get("child_templates") or []
+            count = sum(int(c.get("count", 1)) if isinstance(c, dict) else 1 for c in children)
+            codes = sorted(
+                {str(c.get("template_code") if isinstance(c, dict) else c) for c in children}
+            )
+            relation = layout.get("relationship_type", "contains")
+            lines.append(f"    {relation}: {count} x {', '.join(codes)}")
+    for key in ("expected_inputs", "expected_outputs"):
+        value = addl.get(key)
+        if isinstance(value, list) and value:
+            lines.append(
+                f"  {key.removeprefix('expected_'):<11} {', '.join(str(v) for v in value)}"
+            )
+    schema = t.json_addl_schema
+    if isinstance(schema, dict) and schema:
+        required = schema.get("required") or []
+        lines.append(
+            "  schema      json_addl is validated"
+            + (f" (requires {', '.join(str(r) for r in required)})" if required else "")
+        )
+    else:
+        lines.append("  schema      none")
+    return lines
