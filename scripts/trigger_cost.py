@@ -11,8 +11,13 @@ the statement supplies the EUID text itself. Times
 are measured inside PostgreSQL with clock_timestamp(), so client round trips
 do not count.
 
+With ``--singles N`` it also breaks down one single-instance transaction (one
+row, the seed DNA sample's real json_addl of ~3.6 KB, materialised actions
+included): all triggers; without the audit INSERT trigger; the real table
+with a properties-only json_addl; the trigger-free floor.
+
 Usage:
-    python scripts/trigger_cost.py [--url URL] [--plates N]
+    python scripts/trigger_cost.py [--url URL] [--plates N] [--singles N]
 
 Without --url a throwaway local cluster is started (tapdb_core.pgruntime).
 """
@@ -20,6 +25,7 @@ Without --url a throwaway local cluster is started (tapdb_core.pgruntime).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 from collections.abc import Iterator
@@ -104,6 +110,77 @@ def database(url: str | None) -> Iterator[str]:
         yield cluster.url()
 
 
+SINGLE = """
+DO $$
+DECLARE
+    t0 timestamptz := clock_timestamp();
+BEGIN
+    INSERT INTO {table} ({euid}euid_prefix, euid_seq, name, polymorphic_discriminator, category, type,
+                         subtype, version, template_uuid, json_addl)
+    SELECT {euid_value}'CX', n, 'single', 'container_instance', 'container', 'well', 'bench-96', '1.0',
+           {tpl}, CAST({addl} AS jsonb)
+      FROM (SELECT nextval('{seq}') AS n) s;
+    PERFORM set_config('bench.elapsed', (extract(epoch FROM clock_timestamp() - t0) * 1000)::text, true);
+END $$;
+"""
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def single_breakdown(conn: Connection, tpl: int, n: int) -> dict[str, float]:
+    """Median server-side ms of one single-instance transaction per configuration."""
+    from tapdb_core import instances
+    from tapdb_core.packs import seed_packs
+
+    with conn.begin():
+        seed_packs(conn)
+        addl = instances.plan(
+            conn, "content/sample/dna/1.0/", "x", create_children=False
+        ).root.json_addl
+    full, lean = _quote(json.dumps(addl)), _quote(json.dumps({"properties": addl["properties"]}))
+    real = {
+        "table": "generic_instance",
+        "euid": "",
+        "euid_value": "",
+        "tpl": tpl,
+        "seq": "tapdb_euid_seq_cx",
+    }
+    floor = {
+        "table": "floor_instance",
+        "euid": "euid, ",
+        "euid_value": "'CX-' || n, ",
+        "tpl": tpl,
+        "seq": "floor_seq",
+    }
+    configs = {
+        "all tapdb triggers": (SINGLE.format(**real, addl=full), False),
+        "without the audit INSERT trigger": (SINGLE.format(**real, addl=full), True),
+        "all triggers, properties-only json_addl": (SINGLE.format(**real, addl=lean), False),
+        "floor (no triggers, no generated column)": (SINGLE.format(**floor, addl=full), False),
+    }
+    times: dict[str, list[float]] = {k: [] for k in configs}
+    for round_ in range(n + 10):  # interleaved; the first ten warm up
+        for label, (sql, no_audit) in configs.items():
+            with conn.begin():
+                if no_audit:
+                    conn.exec_driver_sql(
+                        "ALTER TABLE generic_instance DISABLE TRIGGER tapdb_90_audit_insert"
+                    )
+                conn.exec_driver_sql(sql)
+                elapsed = float(
+                    conn.execute(text("SELECT current_setting('bench.elapsed')")).scalar_one()
+                )
+                if no_audit:
+                    conn.exec_driver_sql(
+                        "ALTER TABLE generic_instance ENABLE TRIGGER tapdb_90_audit_insert"
+                    )
+            if round_ >= 10:
+                times[label].append(elapsed)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def run_plate(conn: Connection, sql: str) -> float:
     with conn.begin():
         conn.exec_driver_sql(sql)
@@ -117,6 +194,9 @@ def main() -> int:
         "--url", help="SQLAlchemy URL of an empty database to use (default: throwaway cluster)"
     )
     parser.add_argument("--plates", type=int, default=200, help="plates per side (default 200)")
+    parser.add_argument(
+        "--singles", type=int, default=0, help="single-instance breakdown rounds (default: none)"
+    )
     args = parser.parse_args()
 
     with database(args.url) as url:
@@ -148,6 +228,7 @@ def main() -> int:
             for _ in range(args.plates):  # interleaved so drift hits both sides alike
                 ours.append(run_plate(conn, with_triggers))
                 base.append(run_plate(conn, floor))
+            singles = single_breakdown(conn, ids[1], args.singles) if args.singles else {}
         engine.dispose()
 
     ours_ms, base_ms = statistics.median(ours), statistics.median(base)
@@ -159,6 +240,13 @@ def main() -> int:
         f"  no triggers (floor) : {base_ms:8.3f} ms  (p90 {statistics.quantiles(base, n=10)[-1]:.3f})"
     )
     print(f"  ratio               : {ours_ms / base_ms:8.2f}x  (goal <= 2.00x)")
+    if singles:
+        floor_ms = singles["floor (no triggers, no generated column)"]
+        print(
+            f"single instance (DNA sample json_addl), {args.singles} rounds, median server-side ms"
+        )
+        for label, ms in singles.items():
+            print(f"  {label:<42}: {ms:7.3f} ms  {ms / floor_ms:5.2f}x floor")
     return 0
 
 
