@@ -216,3 +216,10 @@ def test_log_level_and_echo_sql(cli: Cli, seeded_engine: Engine, server_url: URL
     assert "TAPDB_LOG_LEVEL='LOUD' is not one of" in bad.stderr
     debug = cli("--env", "test", "template", "list", env={**env, "TAPDB_LOG_LEVEL": "debug"})
     assert debug.returncode == 0, debug.stderr
+
+
+def test_identity_prefix_variables_are_checked(cli: Cli) -> None:
+    # the original's own example prefix TUS has a U, which its rule excludes
+    done = cli("db", "data", "seed", "test", env={"TAPDB_TEST_TAPDB_USER_EUID_PREFIX": "TUS"})
+    assert done.returncode == 2
+    assert_one_line_error(done, "TUS")

@@ -188,3 +188,14 @@ def test_readme_blocks_run_from_the_quick_start_state(
         ran += 1
     assert ran >= 10
     assert (cli.cwd / "plate.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_identity_prefix_examples_are_valid() -> None:
+    """The README's prefix examples (not runnable SQL blocks) obey the rule it states."""
+    from tapdb_core import euid
+
+    text = README.read_text(encoding="utf-8")
+    examples = re.findall(r"tapdb_set_identity_prefix\('[a-z_]+', '([A-Z]+)'\)", text)
+    assert examples
+    for prefix in examples:
+        assert euid.check_prefix(prefix) == prefix
