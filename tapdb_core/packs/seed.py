@@ -18,11 +18,13 @@ READ or SERIALIZABLE it raises the retryable
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Final, Literal, TypeAlias
 
 import attrs
 from sqlalchemy import ARRAY, Connection, Text, and_, bindparam, func, select, text
 
+from tapdb_core.codes import TemplateCode
 from tapdb_core.packs.load import PackDirs, PackTemplate, as_pack_dirs, core_pack_dirs
 from tapdb_core.packs.validate import (
     PackReport,
@@ -122,6 +124,36 @@ def database_reserved_prefixes(conn: Connection) -> dict[str, str]:
     return reserved
 
 
+def stored_templates(conn: Connection) -> list[PackTemplate]:
+    """The database's live templates as pack entries, so packs may refer to them."""
+    rows = conn.execute(select(gt).where(gt.c.is_deleted.is_(False))).mappings().all()
+    keys = (
+        "name",
+        "polymorphic_discriminator",
+        "category",
+        "type",
+        "subtype",
+        "version",
+        "instance_prefix",
+        "instance_polymorphic_identity",
+        "json_addl",
+        "json_addl_schema",
+        "bstatus",
+        "is_singleton",
+    )
+    return [
+        PackTemplate(
+            code=TemplateCode(
+                category=r["category"], type=r["type"], subtype=r["subtype"], version=r["version"]
+            ),
+            data={k: r[k] for k in keys if r[k] is not None},
+            source_file=Path(f"<database: {r['euid']}>"),
+            pointer="",
+        )
+        for r in rows
+    ]
+
+
 def seed_packs(
     conn: Connection,
     dirs: PackDirs | None = None,
@@ -157,7 +189,9 @@ def seed_packs(
     roots = core_pack_dirs() if dirs is None else as_pack_dirs(dirs)
     if reserved_prefixes is None:
         reserved_prefixes = database_reserved_prefixes(conn)
-    report = validate_packs(roots, strict=strict, reserved_prefixes=reserved_prefixes)
+    report = validate_packs(
+        roots, strict=strict, reserved_prefixes=reserved_prefixes, known=stored_templates(conn)
+    )
     if not report.ok:
         raise PackValidationError(report)
 

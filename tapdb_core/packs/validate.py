@@ -441,7 +441,7 @@ class _Validation:
                 )
 
     # -- semantic ------------------------------------------------------------
-    def check_all(self) -> None:
+    def check_all(self, known: Sequence[PackTemplate] = ()) -> None:
         index = CodeIndex()
         first: dict[str, PackTemplate] = {}
         for t in self.templates:
@@ -461,6 +461,13 @@ class _Validation:
         for t, parsed in zip(self.templates, layouts, strict=True):
             self.check_template(t, parsed)
         edges: dict[str, list[_Edge]] = {code: [] for code in first}
+        # templates already stored (seeding): references to them resolve, and a
+        # pack's own template of the same code wins
+        for t in known:
+            if t.code_str not in first:
+                first[t.code_str] = t
+                index.add(t.code)
+                edges[t.code_str] = []
         for t, parsed in zip(self.templates, layouts, strict=True):
             for ref in self.references(t, parsed):
                 target = index.resolve(ref.code)
@@ -768,8 +775,13 @@ def validate_packs(
     *,
     strict: bool = True,
     reserved_prefixes: ReservedPrefixes | None = None,
+    known: Sequence[PackTemplate] = (),
 ) -> PackReport:
     """Check the packs under ``dirs`` (one path or several) and report every issue.
+
+    ``known``: templates that exist already (in the database being seeded);
+    references to them resolve, so your own packs may build on core templates
+    without carrying them.
 
     ``reserved_prefixes``: prefixes instances may not use, as a mapping
     prefix -> purpose or a plain list; ``GT`` and ``GN`` are always reserved.
@@ -785,7 +797,7 @@ def validate_packs(
             "no templates found",
             source_file=str(roots[0]) if len(roots) == 1 else None,
         )
-    run.check_all()
+    run.check_all(known)
     return PackReport(
         config_dirs=tuple(str(r) for r in roots),
         strict=strict,

@@ -539,3 +539,38 @@ def test_thousands_of_templates_seed_and_reseed(engine: Engine, tmp_path: Path) 
     with engine.connect() as conn:
         assert audit_count(conn) == before_audit
         assert euids(conn) == before_euids
+
+
+def test_own_packs_may_build_on_templates_already_in_the_database(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The original's habit: seed the core packs once, later seed only your own
+    packs that refer to core templates. Strict validation resolves references
+    against the templates already stored."""
+    seed(engine)
+    app = tmp_path / "app"
+    rack = tpl(
+        "rack",
+        "QR",
+        json_addl={
+            "properties": {"label": "rack"},
+            "action_imports": {},
+            "instantiation_layouts": [
+                {
+                    "relationship_type": "contains",
+                    "child_templates": [{"template_code": CORE_TUBE, "count": 2}],
+                }
+            ],
+        },
+    )
+    write_pack(app, "app/racks.json", [rack])
+    report = seed(engine, [app])
+    assert list(report.created) == ["app/widget/rack/1.0/"]
+    # a code that is neither in the packs nor in the database is still an error
+    write_pack(
+        app,
+        "app/racks.json",
+        [tpl("bad", "QS", json_addl={"expected_inputs": ["nope/x/y/1.0"]})],
+    )
+    with pytest.raises(PackValidationError, match="unknown template nope/x/y/1.0"):
+        seed(engine, [app])
