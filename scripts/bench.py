@@ -17,26 +17,44 @@ Prints one table:
                floor: the same edges inserted into a trigger-free copy of the table
 
 Usage: python scripts/bench.py [--url URL] [--plates N] [--bulk N] [--dag N]
+                               [--versus-daylily [--daylily-cache DIR]]
 Without --url a throwaway local cluster is started (tapdb_core.pgruntime).
+
+--versus-daylily adds a second table: the plate and the single instance above,
+run interleaved (alternate batches) with daylily-tapdb 0.1.13 on the same
+server, in a second database of that server. The original is installed from
+the package index into its own virtualenv (reused from --daylily-cache), its
+schema comes from its sdist (the wheel ships none) and is applied by its own
+CLI (`tapdb db schema apply`), and the same templates as ours (plate, well,
+DNA sample and the actions they import, from tapdb_core's seed packs) are
+seeded by its CLI (`tapdb db data seed`). scripts/_daylily_side.py runs in that
+virtualenv and drives the original's public API.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import statistics
+import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
 
 from sqlalchemy import Engine, create_engine, text
 
 from tapdb_core import instances, lineage, migrate
 from tapdb_core.packs import seed_packs
 from tapdb_core.pgruntime import temporary_cluster
+from tapdb_core.resources import seeds_dir
 from tapdb_core.templates import get_template
 
 PLATE = "container/plate/fixed-plate-96/1.0/"
@@ -340,6 +358,155 @@ def bench_link(engine: Engine, uuids: list[int], n: int) -> tuple[float, float]:
     return statistics.median(ours), statistics.median(base)
 
 
+DAYLILY = "daylily-tapdb==0.1.13"
+DAYLILY_DB = "tapdb_bench_daylily"
+# Identity prefixes its schema apply requires (tapdb_user, audit_log); any valid pair.
+DAYLILY_PREFIXES = {"TAPDB_USER_EUID_PREFIX": "TPX", "AUDIT_LOG_EUID_PREFIX": "ADT"}
+
+
+def daylily_install(cache: Path) -> tuple[Path, Path]:
+    """(python of a virtualenv holding daylily-tapdb 0.1.13, its unpacked sdist).
+
+    Reused when present. The sdist is needed for schema/tapdb_schema.sql: the
+    wheel ships no schema."""
+    venv = cache / "venv"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", DAYLILY], check=True)
+    source = cache / "sdist"
+    unpacked = next(source.glob("daylily_tapdb-*/schema/tapdb_schema.sql"), None)
+    if unpacked is None:
+        pip = [str(python), "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+        subprocess.run([*pip, "-d", str(source), DAYLILY], check=True)
+        with tarfile.open(next(source.glob("daylily_tapdb-*.tar.gz"))) as tar:
+            tar.extractall(source, filter="data")
+        unpacked = next(source.glob("daylily_tapdb-*/schema/tapdb_schema.sql"))
+    return python, unpacked.parent.parent
+
+
+def daylily_packs(into: Path) -> Path:
+    """A config directory for the original's seeder holding our plate, well, DNA
+    sample and the action templates they import, unchanged.
+
+    Its seeder only reads the directories named after its core categories, so
+    they all go into generic/; the original ignores the per-well json_addl of
+    our layout (address, row, column), which it does not support."""
+    wanted = {PLATE, "container/well/well-96/1.0/", SAMPLE}
+    everything: dict[str, dict[str, object]] = {}
+    for path in sorted(seeds_dir().glob("*/*.json")):
+        for t in json.loads(path.read_text()).get("templates", []):
+            code = f"{t['category']}/{t['type']}/{t['subtype']}/{t['version']}/"
+            everything[code] = t
+    chosen = [everything[c] for c in sorted(wanted)]
+    actions: set[str] = set()
+    for t in chosen:
+        addl = t.get("json_addl", {})
+        assert isinstance(addl, dict)
+        actions.update(addl.get("action_imports", {}).values())
+    chosen += [everything[c if c.endswith("/") else c + "/"] for c in sorted(actions)]
+    (into / "generic").mkdir(parents=True, exist_ok=True)
+    (into / "generic" / "bench.json").write_text(json.dumps({"templates": chosen}))
+    return into
+
+
+class DaylilySide:
+    """The original on a second database of the bench's server, driven through
+    scripts/_daylily_side.py in its own virtualenv."""
+
+    def __init__(self, engine: Engine, cache: Path) -> None:
+        python, sdist = daylily_install(cache)
+        url = engine.url
+        with engine.connect() as conn:
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {DAYLILY_DB} WITH (FORCE)")
+            conn.exec_driver_sql(f"CREATE DATABASE {DAYLILY_DB}")
+        env = dict(os.environ, HOME=str(cache / "home"))
+        env.pop("TAPDB_CONFIG_PATH", None)
+        env.pop("TAPDB_DATABASE_NAME", None)
+        fields = {
+            "HOST": url.host or "localhost",
+            "PORT": str(url.port or 5432),
+            "USER": url.username or "postgres",
+            "PASSWORD": url.password or "",
+            "DATABASE": DAYLILY_DB,
+            **DAYLILY_PREFIXES,
+        }
+        env.update({f"TAPDB_DEV_{k}": str(v) for k, v in fields.items()})
+        cli = str(python.parent / "tapdb")
+        with tempfile.TemporaryDirectory(prefix="tapdb-bench-daylily-") as tmp:
+            packs = daylily_packs(Path(tmp))
+            for cmd in (
+                ["db", "schema", "apply", "dev"],
+                ["db", "data", "seed", "dev", "-c", str(packs)],
+            ):
+                done = subprocess.run(
+                    [cli, *cmd], cwd=sdist, env=env, capture_output=True, text=True
+                )
+                if done.returncode != 0:
+                    raise RuntimeError(f"daylily-tapdb {' '.join(cmd)}: {done.stdout}{done.stderr}")
+        # psycopg2 is the original's own driver; SQLAlchemy 2.1 (what its
+        # unpinned requirement resolves to today) defaults postgresql:// to psycopg 3.
+        side_url = url.set(drivername="postgresql+psycopg2", database=DAYLILY_DB)
+        self.proc = subprocess.Popen(
+            [
+                str(python),
+                str(Path(__file__).with_name("_daylily_side.py")),
+                f"--url={side_url.render_as_string(hide_password=False)}",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        self.info = json.loads(self._stdout().readline())
+
+    def _stdout(self) -> IO[str]:
+        assert self.proc.stdout is not None
+        return self.proc.stdout
+
+    def run(self, op: str, n: int) -> list[float]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"op": op, "n": n}) + "\n")
+        self.proc.stdin.flush()
+        times: list[float] = json.loads(self._stdout().readline())["times"]
+        return times
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def bench_versus(
+    engine: Engine, side: DaylilySide, plates: int, singles: int, batch: int
+) -> dict[str, tuple[float, float]]:
+    """Medians (tapdb, daylily) per operation; both sides alternate batches of
+    ``batch`` so the machine's load bursts fall on both alike."""
+    counter = iter(range(10**9))
+    props = {"concentration": 12.5, "volume_ul": 50, "comments": "bench"}
+
+    def plate() -> None:
+        with engine.begin() as conn:
+            instances.create(conn, PLATE, f"VPLATE-{next(counter)}")
+
+    def single() -> None:
+        with engine.begin() as conn:
+            instances.create(conn, SAMPLE, f"VS-{next(counter)}", dict(props))
+
+    out = {}
+    for op, fn, n in (("plate", plate, plates), ("single", single, singles)):
+        timed(fn, 3)
+        side.run(op, 3)
+        ours: list[float] = []
+        theirs: list[float] = []
+        while len(ours) < n:
+            k = min(batch, n - len(ours))
+            ours += timed(fn, k)
+            theirs += side.run(op, k)
+        out[op] = (statistics.median(ours), statistics.median(theirs))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description="tapdb_core library benchmarks")
     parser.add_argument(
@@ -349,6 +516,18 @@ def main() -> int:
     parser.add_argument("--singles", type=int, default=500)
     parser.add_argument("--bulk", type=int, default=100_000)
     parser.add_argument("--dag", type=int, default=100_000)
+    parser.add_argument(
+        "--versus-daylily",
+        action="store_true",
+        help="also run plates and singles interleaved with daylily-tapdb 0.1.13 (same server)",
+    )
+    parser.add_argument(
+        "--daylily-cache",
+        type=Path,
+        default=Path.home() / ".cache" / "tapdb-bench" / "daylily-0.1.13",
+        help="where its virtualenv and sdist live (reused)",
+    )
+    parser.add_argument("--versus-batch", type=int, default=5)
     args = parser.parse_args()
 
     with database(args.url) as url:
@@ -367,6 +546,13 @@ def main() -> int:
             ).scalar_one()
         desc_ours, desc_floor, found = bench_descendants(engine, uuids[0], root_euid, 5)
         link_ours, link_floor = bench_link(engine, uuids, 200)
+        versus = None
+        if args.versus_daylily:
+            side = DaylilySide(engine, args.daylily_cache)
+            try:
+                versus = bench_versus(engine, side, args.plates, args.singles, args.versus_batch)
+            finally:
+                side.close()
         engine.dispose()
 
     def row(name: str, ours: float, floor: float, unit: str, extra: str = "") -> None:
@@ -398,6 +584,25 @@ def main() -> int:
     )
     row(f"descendants in {args.dag:,}-node DAG", desc_ours, desc_floor, f"{found:,} nodes")
     row("link with cycle check (per link)", link_ours, link_floor, f"{1 / link_ours:,.0f} links/s")
+    if versus is not None:
+        print()
+        print(
+            f"{'side by side (interleaved)':<34} {'tapdb':>13} {'daylily 0.1.13':>15}"
+            f" {'speed-up':>9}"
+        )
+        for label, op, goal in (
+            ("96-well plate (per plate)", "plate", 15),
+            ("single instance + properties", "single", 3),
+        ):
+            ours, theirs = versus[op]
+            print(
+                f"{label:<34} {ours * 1000:>10.2f} ms {theirs * 1000:>12.2f} ms"
+                f" {theirs / ours:>8.2f}x  goal >= {goal}x"
+            )
+        print(
+            f"(daylily plate: 1 + {side.info['plate_children']} instances, "
+            f"{side.info['plate_json_bytes']:,} bytes of json_addl on the plate)"
+        )
     return 0
 
 
