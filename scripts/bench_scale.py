@@ -27,228 +27,23 @@ Usage: python scripts/bench_scale.py [--sizes 10000,1000000] [--with-10m]
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+# the builder, shared with bench_ui.py (scripts/ is on sys.path when run as a script)
+from _scale_db import CHAIN, PLATE, SAMPLE, UNIT, build, cluster_url
+from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-from tapdb_core import audit, instances, lineage, migrate, templates
-from tapdb_core.packs import seed_packs
-from tapdb_core.pgruntime import temporary_cluster
+from tapdb_core import audit, instances, lineage, templates
 
-PLATE = "container/plate/fixed-plate-96/1.0/"
-SAMPLE = "content/sample/dna/1.0/"
-UNIT = 193  # plate + 96 wells + 96 samples
-CHAIN = 200
-FANOUT, SUBTREE_DEPTH = 3, 6
 PAGE = 50
 DEEP_PAGE = 10_000
-
-_COLUMNS = (
-    "uuid, euid_prefix, euid_seq, name, polymorphic_discriminator, category, type, subtype,"
-    " version, template_uuid, json_addl, bstatus"
-)
-
-
-@contextmanager
-def cluster_url(url: str | None) -> Iterator[str]:
-    if url:
-        yield url
-        return
-    with temporary_cluster(fast_unsafe=False, prefix="tapdb-bench-scale-") as cluster:
-        yield cluster.url()
-
-
-# -- building ----------------------------------------------------------------------------
-
-
-def _kinds(conn: Connection) -> dict[str, dict[str, Any]]:
-    """Template columns and planned json_addl of plate, well and sample."""
-    plate_plan = instances.plan(conn, PLATE, "p")
-    well = plate_plan.nodes[1].template
-    out = {}
-    for key, tpl, addl in (
-        ("plate", plate_plan.root.template, plate_plan.root.json_addl),
-        ("well", well, plate_plan.nodes[1].json_addl),
-        ("sample", *_sample(conn)),
-    ):
-        out[key] = {
-            "tpl": tpl.uuid,
-            "prefix": tpl.instance_prefix,
-            "seq": f"tapdb_euid_seq_{tpl.instance_prefix.lower()}",
-            "disc": tpl.instance_discriminator,
-            "c": tpl.category,
-            "t": tpl.type,
-            "s": tpl.subtype,
-            "v": tpl.version,
-            "addl": json.dumps(addl),
-        }
-    return out
-
-
-def _sample(conn: Connection) -> tuple[Any, Any]:
-    node = instances.plan(conn, SAMPLE, "s", create_children=False).root
-    return node.template, node.json_addl
-
-
-def _insert(conn: Connection, kind: dict[str, Any], uuids: str, name: str, props: str) -> None:
-    """INSERT ... SELECT over ``generate_series`` g: uuid, name, properties expressions of g."""
-    conn.execute(
-        text(
-            f"INSERT INTO generic_instance ({_COLUMNS})"
-            f" SELECT {uuids}, :prefix, nextval(CAST(:seq AS regclass)), {name}, :disc, :c, :t,"
-            " :s, :v, :tpl, jsonb_set(CAST(:addl AS jsonb), '{properties}',"
-            f" (CAST(:addl AS jsonb) -> 'properties') || {props}), 'created'"
-            " FROM generate_series(0, :n - 1) g ORDER BY g"
-        ),
-        {**kind, "n": kind["n"]},
-    )
-
-
-def _edges(conn: Connection, parents: str, children: str, rel: str, n: int, b: int) -> None:
-    conn.execute(
-        text(
-            "INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,"
-            " relationship_type, name, parent_type, child_type)"
-            f" SELECT {parents}, {children}, :rel, 'bench', 'x', 'y'"
-            " FROM generate_series(0, :n - 1) g"
-        ),
-        {"rel": rel, "n": n, "b": b},
-    )
-
-
-def build(engine: Engine, total: int) -> dict[str, Any]:
-    """Fill the database; returns what the queries need (uuids of interesting nodes)."""
-    with engine.begin() as conn:
-        migrate.upgrade(conn)
-        seed_packs(conn)
-        kinds = _kinds(conn)
-        b = int(
-            conn.execute(
-                text("SELECT coalesce(max(uuid), 0) + 1000 FROM generic_instance")
-            ).scalar_one()
-        )
-    subtree = sum(FANOUT**d for d in range(SUBTREE_DEPTH + 1))
-    chains = max(1, total * 5 // 100 // CHAIN)
-    units = max(1, (total - subtree - chains * CHAIN) // UNIT)
-    info: dict[str, Any] = {"base": b, "units": units, "chains": chains}
-    start = time.perf_counter()
-    per = 50  # plates per transaction
-    for first in range(0, units, per):
-        count = min(per, units - first)
-        ub = b + first * UNIT
-        with engine.begin() as conn:
-            plate = {**kinds["plate"], "n": count, "b": ub}
-            _insert(
-                conn,
-                plate,
-                f"{ub} + g * {UNIT}",
-                f"'PLATE-' || ({first} + g)",
-                f"jsonb_build_object('barcode', 'BC-' || ({first} + g))",
-            )
-            well = {**kinds["well"], "n": count * 96}
-            _insert(
-                conn,
-                well,
-                f"{ub} + (g / 96) * {UNIT} + 1 + g % 96",
-                f"'W-' || ({first} + g / 96) || '-' || (1 + g % 96)",
-                "jsonb_build_object('address', 1 + g % 96)",
-            )
-            sample = {**kinds["sample"], "n": count * 96}
-            _insert(
-                conn,
-                sample,
-                f"{ub} + (g / 96) * {UNIT} + 97 + g % 96",
-                f"'S-' || ({first} + g / 96) || '-' || (1 + g % 96)",
-                "jsonb_build_object('concentration', g % 100)",
-            )
-            _edges(
-                conn,
-                f"{ub} + (g / 96) * {UNIT}",
-                f"{ub} + (g / 96) * {UNIT} + 1 + g % 96",
-                "contains",
-                count * 96,
-                ub,
-            )
-            _edges(
-                conn,
-                f"{ub} + (g / 96) * {UNIT} + 1 + g % 96",
-                f"{ub} + (g / 96) * {UNIT} + 97 + g % 96",
-                "contains",
-                count * 96,
-                ub,
-            )
-        done = (first + count) * UNIT
-        print(
-            f"\r  built {done:,} instances ({done / (time.perf_counter() - start):,.0f}/s)",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-    cb = b + units * UNIT
-    with engine.begin() as conn:
-        sample = {**kinds["sample"], "n": chains * CHAIN}
-        _insert(
-            conn,
-            sample,
-            f"{cb} + g",
-            "'CHAIN-' || (g / 200) || '-' || (g % 200)",
-            "jsonb_build_object('concentration', g % 100)",
-        )
-        conn.execute(
-            text(
-                "INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,"
-                " relationship_type, name, parent_type, child_type)"
-                " SELECT :cb + g - 1, :cb + g, 'derived_from', 'bench', 'x', 'y'"
-                " FROM generate_series(1, :n - 1) g WHERE g % 200 <> 0"
-            ),
-            {"cb": cb, "n": chains * CHAIN},
-        )
-    sb = cb + chains * CHAIN
-    with engine.begin() as conn:
-        sample = {**kinds["sample"], "n": subtree}
-        _insert(conn, sample, f"{sb} + g", "'TREE-' || g", "'{}'::jsonb")
-        conn.execute(
-            text(
-                "INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,"
-                " relationship_type, name, parent_type, child_type)"
-                " SELECT :sb + (g - 1) / 3, :sb + g, 'derived_from', 'bench', 'x', 'y'"
-                " FROM generate_series(1, :n - 1) g"
-            ),
-            {"sb": sb, "n": subtree},
-        )
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "SELECT setval(pg_get_serial_sequence('generic_instance', 'uuid'),"
-                " (SELECT max(uuid) FROM generic_instance))"
-            )
-        )
-        # audit history beyond the inserts, and 2% soft-deleted (plates, wells and
-        # samples; never the chains or the subtree the walks start from)
-        conn.execute(
-            text(
-                "UPDATE generic_instance SET bstatus = 'active'"
-                " WHERE type = 'sample' AND uuid % 10 = 3 AND uuid < :sb"
-            ),
-            {"sb": sb},
-        )
-        conn.execute(
-            text("DELETE FROM generic_instance WHERE uuid % 50 = 7 AND uuid < :cb"), {"cb": cb}
-        )
-    print(file=sys.stderr)
-    with engine.connect() as conn:
-        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("VACUUM ANALYZE"))
-    info.update(chain_base=cb, subtree_root=sb, built_s=time.perf_counter() - start)
-    return info
 
 
 # -- measuring -----------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Admin UI server time at 10,000 and 1,000,000 instances.
 
-Each size gets its own database, built by scripts/bench_scale.py's builder
-(plates of 96 wells with a sample each, derivation chains, a subtree, audit
-history, 2% soft-deleted), plus what the pages need on top: an admin user and
+Each size gets its own database, built by the builder bench_scale.py uses
+(scripts/_scale_db.py: plates of 96 wells with a sample each, derivation
+chains, a subtree, audit history, 2% soft-deleted; here by one set-based
+UPDATE unless --soft-delete delete), plus what the pages need on top: an admin user and
 ten "hub" objects with 100 children and 30 status changes each, made through
 the library (so their audit rows are the triggers' own).
 
@@ -41,8 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-# a sibling module: scripts/ is on sys.path when this file runs as a script
-from bench_scale import PLATE, SAMPLE, UNIT, build, cluster_url, summary
+# sibling modules: scripts/ is on sys.path when this file runs as a script
+from _scale_db import PLATE, SAMPLE, UNIT, build, cluster_url
+from bench_scale import summary
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
@@ -253,11 +255,11 @@ def _p(times: list[float]) -> tuple[float, float]:
 
 
 def run_size(
-    url: str, size: int, repeat: int, explain_dir: Path | None
+    url: str, size: int, repeat: int, explain_dir: Path | None, soft_delete: str
 ) -> dict[str, dict[str, Any]]:
     engine = fresh_database(url, f"tapdb_ui_{size}")
     print(f"== {size:,} instances", file=sys.stderr)
-    info = build(engine, size)
+    info = build(engine, size, soft_delete=soft_delete)
     hubs = add_hubs(engine)
     pages = targets(engine, info, hubs)
     with engine.connect() as conn:
@@ -413,13 +415,20 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=200)
     parser.add_argument("--explain-dir", type=Path)
     parser.add_argument("--json", type=Path, help="write the figures and plans here")
+    parser.add_argument(
+        "--soft-delete",
+        choices=("update", "delete"),
+        default="update",
+        help="how the builder deletes its 2%% (see _scale_db.build); bench_scale.py's DELETE"
+        " ran at 3-6 rows/s at a million rows here, over 25 minutes for 8,400 rows",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     table: dict[int, dict[str, dict[str, Any]]] = {}
     labels: list[str] = []
     with cluster_url(args.url) as url:
         for size in sizes:
-            table[size] = run_size(url, size, args.repeat, args.explain_dir)
+            table[size] = run_size(url, size, args.repeat, args.explain_dir, args.soft_delete)
             labels = list(table[size])
     print_table(table, labels)
     if args.json:
