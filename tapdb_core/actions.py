@@ -2,7 +2,9 @@
 
 An instance's actions live in ``json_addl["action_groups"][group][key]`` (put
 there at creation from its template's ``action_imports``, see
-:func:`tapdb_core.planning.materialise_actions`). :class:`ActionDispatcher`,
+:func:`tapdb_core.planning.materialise_actions`; stored by reference to a
+shared, immutable action set until the first execution is counted, see
+:mod:`tapdb_core.action_sets`). :class:`ActionDispatcher`,
 inside one SAVEPOINT, claims the execution (locks the instance row and checks
 the stored definition against it), and only then runs the handler, counts the
 execution in SQL and records it as an instance of the action template linked
@@ -36,8 +38,8 @@ from typing import Any, Final
 import attrs
 from sqlalchemy import Connection, select, text
 
+from tapdb_core import action_sets, instances, lineage
 from tapdb_core import euid as euids
-from tapdb_core import instances, lineage
 from tapdb_core.db import set_audit_user
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import InstanceNotFoundError, TapdbError
@@ -56,23 +58,29 @@ RECORD_STATUS: Final = "completed"
 # the count it increments is the one the checks saw; the WHERE still re-checks
 # that the action exists and that max_executions (>= 0 means a limit) is not
 # reached, so the count can never pass the limit. Paths are bound text[].
+# Copy on write (revision 0006): ``c.j`` is the instance's effective json_addl,
+# its shared action set included; the row stores it as its own copy from now
+# on and drops the reference, in this same UPDATE.
 _TRACK_EXECUTION: Final = text(
-    """
-    UPDATE generic_instance
+    f"""
+    UPDATE generic_instance g
        SET json_addl = jsonb_set(
-               jsonb_set(json_addl, CAST(:count_path AS text[]),
-                         to_jsonb(coalesce((json_addl #>> CAST(:count_path AS text[]))::numeric, 0)::bigint + 1)),
+               jsonb_set(c.j, CAST(:count_path AS text[]),
+                         to_jsonb(coalesce((c.j #>> CAST(:count_path AS text[]))::numeric, 0)::bigint + 1)),
                CAST(:dates_path AS text[]),
-               CASE WHEN jsonb_typeof(json_addl #> CAST(:dates_path AS text[])) = 'array'
-                    THEN json_addl #> CAST(:dates_path AS text[])
-                    ELSE '[]'::jsonb END || jsonb_build_array(to_jsonb(now())))
-     WHERE uuid = :uuid
-       AND jsonb_typeof(json_addl #> CAST(:action_path AS text[])) = 'object'
-       AND (coalesce((json_addl #>> CAST(:max_path AS text[]))::numeric, -1) < 0
-            OR coalesce((json_addl #>> CAST(:count_path AS text[]))::numeric, 0)
-               < (json_addl #>> CAST(:max_path AS text[]))::numeric)
-    RETURNING (json_addl #>> CAST(:count_path AS text[]))::bigint AS executed,
-              to_jsonb(now()) #>> '{}' AS executed_at
+               CASE WHEN jsonb_typeof(c.j #> CAST(:dates_path AS text[])) = 'array'
+                    THEN c.j #> CAST(:dates_path AS text[])
+                    ELSE '[]'::jsonb END || jsonb_build_array(to_jsonb(now()))),
+           action_set_digest = NULL
+      FROM (SELECT {action_sets.effective_sql("e")} AS j
+              FROM generic_instance e WHERE e.uuid = :uuid) c
+     WHERE g.uuid = :uuid
+       AND jsonb_typeof(c.j #> CAST(:action_path AS text[])) = 'object'
+       AND (coalesce((c.j #>> CAST(:max_path AS text[]))::numeric, -1) < 0
+            OR coalesce((c.j #>> CAST(:count_path AS text[]))::numeric, 0)
+               < (c.j #>> CAST(:max_path AS text[]))::numeric)
+    RETURNING (g.json_addl #>> CAST(:count_path AS text[]))::bigint AS executed,
+              to_jsonb(now()) #>> '{{}}' AS executed_at
     """
 )
 
@@ -373,9 +381,9 @@ def _locked_target(session: Connection, euid: str) -> Instance:
     euids.parse(euid)
     with translated():
         row = session.execute(
-            select(gi)
+            select(*action_sets.instance_columns())
             .where(gi.c.euid == euid, gi.c.is_deleted.is_(False))
-            .with_for_update(key_share=True)
+            .with_for_update(key_share=True, of=gi)
         ).one_or_none()
     if row is None:
         raise InstanceNotFoundError(f"instance {euid} not found")

@@ -4,7 +4,8 @@ Each batch is checked in Python first (names, properties, the template's JSON
 Schema), then streamed with ``COPY`` into a temporary staging table holding
 only what differs per row (name and properties), then written by one
 set-based ``INSERT ... SELECT`` that merges the template's shared
-``json_addl`` in SQL and draws the EUID sequence values in row order. The
+``json_addl`` in SQL (its action definitions by reference to one
+``tapdb_action_set`` row, :mod:`tapdb_core.action_sets`) and draws the EUID sequence values in row order. The
 statement-level audit trigger therefore writes the batch's audit rows in one
 ``INSERT ... SELECT`` as well. Memory stays bounded by the batch size on both
 sides, whatever the number of rows.
@@ -27,7 +28,7 @@ import psycopg
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from tapdb_core import inputcheck
+from tapdb_core import action_sets, inputcheck
 from tapdb_core.dberrors import translate, translated
 from tapdb_core.errors import StaleTemplateError, TapdbError, ValidationError, Violation
 from tapdb_core.planning import plan_instance, validate_json_addl
@@ -54,16 +55,17 @@ _EMPTY_STAGE = text("TRUNCATE tapdb_bulk_stage")
 # order; the template's shared json_addl is sent once per batch and merged
 # shallowly over properties, as create() does.
 _INSERT_FROM_STAGE = text(
-    """
+    action_sets.INSERT_SETS_CTE
+    + """
     INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
-                                  type, subtype, version, template_uuid, json_addl, bstatus,
-                                  is_singleton)
+                                  type, subtype, version, template_uuid, json_addl,
+                                  action_set_digest, bstatus, is_singleton)
     SELECT :prefix, nextval(CAST(:sequence AS regclass)), s.name, :discriminator, :category, :type,
            :subtype, :version, :template_uuid,
            CASE WHEN s.props IS NULL THEN CAST(:base AS jsonb)
                 ELSE jsonb_set(CAST(:base AS jsonb), '{properties}',
                                (CAST(:base AS jsonb) -> 'properties') || s.props) END,
-           :bstatus, :is_singleton
+           :action_set_digest, :bstatus, :is_singleton
       FROM tapdb_bulk_stage s
      ORDER BY s.ord
     """
@@ -203,6 +205,9 @@ def bulk_create(
         lambda code: get_template(conn, code), template.template_code, "bulk", create_children=False
     ).root
     checker = _Checker(template, base.json_addl)
+    # every row shares the template's action set: stored once, referenced by each
+    splitter = action_sets.Splitter()
+    base_stored, base_digest = splitter.split(base.json_addl)
     params = {
         "prefix": template.instance_prefix,
         "sequence": f"tapdb_euid_seq_{template.instance_prefix.lower()}",
@@ -212,7 +217,9 @@ def bulk_create(
         "subtype": template.subtype,
         "version": template.version,
         "template_uuid": template.uuid,
-        "base": json.dumps(base.json_addl),
+        "base": json.dumps(base_stored),
+        "action_set_digest": base_digest,
+        "sets": splitter.sets_json(),
         "bstatus": base.bstatus,
         "is_singleton": template.is_singleton,
     }

@@ -37,7 +37,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, RootTransaction, Table, create_engine, select, update
 from sqlalchemy.engine import URL, make_url
 
-from tapdb_core import actions, inputcheck, instances, lineage, templates
+from tapdb_core import action_sets, actions, inputcheck, instances, lineage, templates
 from tapdb_core.config import load_config, normalise_url
 from tapdb_core.db import Database, start_transaction
 from tapdb_core.dberrors import translated
@@ -212,9 +212,9 @@ def _write_json_addl(conn: Connection, base: Instance, wanted: Mapping[str, Any]
     with translated():
         row = conn.execute(
             # NO KEY UPDATE, as instances.update_properties: foreign-key checks are not blocked
-            select(gi)
+            select(*action_sets.instance_columns())
             .where(gi.c.uuid == base.uuid, gi.c.is_deleted.is_(False))
-            .with_for_update(key_share=True)
+            .with_for_update(key_share=True, of=gi)
         ).one_or_none()
         if row is None:
             raise InstanceNotFoundError(f"instance {base.euid} not found")
@@ -226,7 +226,10 @@ def _write_json_addl(conn: Connection, base: Instance, wanted: Mapping[str, Any]
         instances.lock_templates(conn, [template])
         validate_json_addl(template, merged, where=f"instance {current.euid}")
         row = conn.execute(
-            update(gi).where(gi.c.uuid == current.uuid).values(json_addl=merged).returning(*gi.c)
+            update(gi)
+            .where(gi.c.uuid == current.uuid)
+            .values(json_addl=merged)
+            .returning(*action_sets.instance_columns())
         ).one()
     return Instance.from_row(row)
 
@@ -253,7 +256,9 @@ def _open_session(obj: object, session: Connection | None) -> Connection:
 
 def _instance_by_uuid(conn: Connection, uuid: int) -> Instance:
     with translated():
-        row = conn.execute(select(gi).where(gi.c.uuid == uuid)).one_or_none()
+        row = conn.execute(
+            select(*action_sets.instance_columns()).where(gi.c.uuid == uuid)
+        ).one_or_none()
     if row is None:  # pragma: no cover - edges keep their ends (foreign keys, soft delete)
         raise InstanceNotFoundError(f"instance with uuid {uuid} not found")
     return Instance.from_row(row)
@@ -445,7 +450,9 @@ class InstanceObject:
             others = {
                 row.uuid: Instance.from_row(row)
                 for row in conn.execute(
-                    select(gi).where(gi.c.uuid.in_(wanted), gi.c.is_deleted.is_(False))
+                    select(*action_sets.instance_columns()).where(
+                        gi.c.uuid.in_(wanted), gi.c.is_deleted.is_(False)
+                    )
                 )
             }
         found = []

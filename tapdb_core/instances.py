@@ -17,8 +17,8 @@ from sqlalchemy import Connection, Row, bindparam, literal_column, select, text,
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 
+from tapdb_core import action_sets, inputcheck
 from tapdb_core import euid as euids
-from tapdb_core import inputcheck
 from tapdb_core.codes import TemplateCode
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import (
@@ -72,18 +72,20 @@ _LOCK_TEMPLATES = text(
 )
 
 _INSERT_INSTANCES = text(
-    """
+    action_sets.INSERT_SETS_CTE
+    + """
     INSERT INTO generic_instance (euid_prefix, euid_seq, euid_domain, name,
                                   polymorphic_discriminator, category, type, subtype, version,
-                                  template_uuid, json_addl, bstatus, is_singleton)
+                                  template_uuid, json_addl, action_set_digest, bstatus,
+                                  is_singleton)
     SELECT r.euid_prefix, r.euid_seq, r.euid_domain, r.name, r.polymorphic_discriminator,
-           r.category, r.type, r.subtype, r.version, r.template_uuid, r.json_addl, r.bstatus,
-           r.is_singleton
+           r.category, r.type, r.subtype, r.version, r.template_uuid, r.json_addl,
+           r.action_set_digest, r.bstatus, r.is_singleton
       FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS r(
                euid_prefix text, euid_seq bigint, euid_domain text, name text,
                polymorphic_discriminator text, category text, type text, subtype text,
-               version text, template_uuid bigint, json_addl jsonb, bstatus text,
-               is_singleton boolean)
+               version text, template_uuid bigint, json_addl jsonb, action_set_digest text,
+               bstatus text, is_singleton boolean)
     RETURNING uuid, euid, created_dt, modified_dt
     """
 )
@@ -170,6 +172,8 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
         else:
             parent = node.parent_index
             names.append(node.render_name(node_euids[parent], names[parent]))
+    splitter = action_sets.Splitter()
+    stored = [splitter.split(n.json_addl) for n in nodes]
     rows: list[dict[str, Any]] = [
         {
             "euid_prefix": n.template.instance_prefix,
@@ -184,14 +188,17 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
             "subtype": n.template.subtype,
             "version": n.template.version,
             "template_uuid": n.template.uuid,
-            "json_addl": n.json_addl,
+            "json_addl": stored[i][0],
+            "action_set_digest": stored[i][1],
             "bstatus": n.bstatus,
             "is_singleton": n.is_singleton,
         }
         for i, n in enumerate(nodes)
     ]
     with translated():
-        inserted = conn.execute(_INSERT_INSTANCES, {"rows": json.dumps(rows)}).all()
+        inserted = conn.execute(
+            _INSERT_INSTANCES, {"rows": json.dumps(rows), "sets": splitter.sets_json()}
+        ).all()
     # The database returns only what it decided (keys, EUIDs, timestamps);
     # everything else is the plan's own data, so 100+ KB of JSON is not parsed back.
     by_euid = {r.euid: r for r in inserted}
@@ -206,14 +213,14 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
             subtype=row["subtype"],
             version=row["version"],
             template_uuid=row["template_uuid"],
-            json_addl=row["json_addl"],
+            json_addl=node.json_addl,
             bstatus=row["bstatus"],
             is_singleton=row["is_singleton"],
             is_deleted=False,
             created_dt=by_euid[e].created_dt,
             modified_dt=by_euid[e].modified_dt,
         )
-        for e, row in zip(node_euids, rows, strict=True)
+        for e, row, node in zip(node_euids, rows, nodes, strict=True)
     )
     lineages: tuple[Lineage, ...] = ()
     if planned.edges:
@@ -296,7 +303,7 @@ def create_many(
 def get(conn: Connection, euid: str, *, include_deleted: bool = False) -> Instance:
     """The instance with this EUID."""
     euids.parse(euid)
-    query = select(gi).where(gi.c.euid == euid)
+    query = select(*action_sets.instance_columns()).where(gi.c.euid == euid)
     if not include_deleted:
         query = query.where(gi.c.is_deleted.is_(False))
     row = conn.execute(query).one_or_none()
@@ -332,7 +339,7 @@ def find(
     inputcheck.check_optional_json("/properties", properties)
     inputcheck.check_non_negative("/limit", limit)
     inputcheck.check_non_negative("/offset", offset, optional=False)
-    query = select(gi)
+    query = select(*action_sets.instance_columns())
     if after is not None:
         euids.parse(inputcheck.check_text("/after", after))
         # uuid follows creation order; a scalar subquery keeps it one statement
@@ -408,9 +415,9 @@ def _locked(conn: Connection, euid: str) -> Row[Any]:
         # NO KEY UPDATE: the weakest lock that keeps the row still, and one that
         # does not conflict with the KEY SHARE locks foreign-key checks take
         # (linking to this instance elsewhere must not deadlock against us)
-        select(gi)
+        select(*action_sets.instance_columns())
         .where(gi.c.euid == euid, gi.c.is_deleted.is_(False))
-        .with_for_update(key_share=True)
+        .with_for_update(key_share=True, of=gi)
     ).one_or_none()
     if row is None:
         raise InstanceNotFoundError(f"instance {euid} not found")
@@ -432,7 +439,10 @@ def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]
     lock_templates(conn, [template])
     validate_json_addl(template, new_addl, where=f"instance {euid}")
     row = conn.execute(
-        update(gi).where(gi.c.uuid == current.uuid).values(json_addl=new_addl).returning(*gi.c)
+        update(gi)
+        .where(gi.c.uuid == current.uuid)
+        .values(json_addl=new_addl)
+        .returning(*action_sets.instance_columns())
     ).one()
     return Instance.from_row(row)
 
@@ -446,7 +456,10 @@ def set_status(conn: Connection, euid: str, bstatus: str) -> Instance:
         )
     current = _locked(conn, euid)
     row = conn.execute(
-        update(gi).where(gi.c.uuid == current.uuid).values(bstatus=bstatus).returning(*gi.c)
+        update(gi)
+        .where(gi.c.uuid == current.uuid)
+        .values(bstatus=bstatus)
+        .returning(*action_sets.instance_columns())
     ).one()
     return Instance.from_row(row)
 
@@ -524,7 +537,7 @@ def get_or_create_singleton(
 
     def existing() -> Instance | None:
         row = conn.execute(
-            select(gi)
+            select(*action_sets.instance_columns())
             .where(gi.c.template_uuid == template.uuid, gi.c.is_deleted.is_(False))
             .order_by(gi.c.uuid.desc())
             .limit(1)

@@ -16,8 +16,8 @@ import attrs
 from sqlalchemy import Connection, select, text
 from sqlalchemy import delete as sa_delete
 
+from tapdb_core import action_sets, graph_layout
 from tapdb_core import euid as euids
-from tapdb_core import graph_layout
 from tapdb_core.dberrors import translated
 from tapdb_core.errors import InstanceNotFoundError, NotFoundError, ValidationError, Violation
 from tapdb_core.inputcheck import (
@@ -203,7 +203,7 @@ def _walk_sql(direction: Direction, include_deleted: bool) -> str:
           JOIN firsts up ON up.uuid = fe.up_uuid AND up.depth = fe.depth - 1
          ORDER BY fe.uuid, fe.edge_uuid
     )
-    SELECT i.*, v.depth AS walk_depth, v.relationship_type AS walk_relationship_type,
+    SELECT {action_sets.instance_sql_columns("i")}, v.depth AS walk_depth, v.relationship_type AS walk_relationship_type,
            v.euid AS walk_via
       FROM via v
       JOIN generic_instance i ON i.uuid = v.uuid
@@ -349,7 +349,8 @@ def path(
         chain.append(came_from[chain[-1]])
     chain.reverse()
     found = {
-        r.uuid: Instance.from_row(r) for r in conn.execute(select(gi).where(gi.c.uuid.in_(chain)))
+        r.uuid: Instance.from_row(r)
+        for r in conn.execute(select(*action_sets.instance_columns()).where(gi.c.uuid.in_(chain)))
     }
     # the ends may be Instance objects read before they were deleted
     if not include_deleted and any(i.is_deleted for i in found.values()):

@@ -48,6 +48,7 @@ DATA_TABLES: Final = (
     "generic_instance_lineage",
     "tapdb_user",
     "audit_log",
+    "tapdb_action_set",
 )
 
 

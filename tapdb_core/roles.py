@@ -47,6 +47,8 @@ WRITE_TABLES: Final = (
     "generic_instance",
     "generic_instance_lineage",
     "tapdb_user",
+    # rows are immutable: UPDATE and DELETE are refused by its trigger
+    "tapdb_action_set",
 )
 #: tables the application only reads
 READ_TABLES: Final = (
@@ -64,6 +66,7 @@ APP_FUNCTIONS: Final = (
     "tapdb_meridian_domain()",
     "tapdb_euid_format(text, bigint, text)",
     "tapdb_euid_is_valid(text)",
+    "tapdb_instance_json_addl(jsonb, text)",
     "tapdb_audit_user()",
     "tapdb_set_audit_user(text)",
 )

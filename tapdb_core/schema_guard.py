@@ -30,6 +30,7 @@ DATA_TABLES: Final = (
     "generic_instance_lineage",
     "tapdb_user",
     "audit_log",
+    "tapdb_action_set",
 )
 
 _MIGRATION_LOCK: Final = text("SELECT pg_advisory_xact_lock(hashtext('tapdb_migrations'))")

@@ -134,6 +134,18 @@ generic_template = Table(
     CheckConstraint("jsonb_typeof(json_addl) = 'object'", name="json_addl"),
 )
 
+# Distinct action_groups documents, stored once and never changed (revision
+# 0006): instances reference them by the SHA-256 of their canonical JSON.
+action_set = Table(
+    "tapdb_action_set",
+    metadata,
+    Column("digest", Text, primary_key=True),
+    Column("action_groups", JSONB, nullable=False),
+    Column("created_dt", DateTime(timezone=True), nullable=False, server_default=_NOW),
+    CheckConstraint("digest ~ '^[0-9a-f]{64}$'", name="digest"),
+    CheckConstraint("jsonb_typeof(action_groups) = 'object'", name="action_groups"),
+)
+
 generic_instance = Table(
     "generic_instance",
     metadata,
@@ -152,6 +164,16 @@ generic_instance = Table(
     Column("is_deleted", Boolean, nullable=False, server_default=text("false")),
     *_timestamps(),
     Column("created_xid", Xid8, nullable=False, server_default=text("pg_current_xact_id()")),
+    # The shared, immutable action definitions this instance stands on until its
+    # action state changes (revision 0006); NULL: json_addl holds its own copy.
+    Column(
+        "action_set_digest",
+        Text,
+        ForeignKey(
+            "tapdb_action_set.digest",
+            name="fk_generic_instance_action_set_digest_tapdb_action_set",
+        ),
+    ),
     # a partial unique index, not a constraint: it is not a key column, so
     # updates take FOR NO KEY UPDATE (revision 0002)
     Index(
@@ -166,6 +188,9 @@ generic_instance = Table(
     # nobody can claim a transaction that has not happened (docs/schema.md)
     CheckConstraint("created_xid <= pg_current_xact_id()", name="created_xid"),
     CheckConstraint("jsonb_typeof(json_addl) = 'object'", name="json_addl"),
+    CheckConstraint(
+        "action_set_digest IS NULL OR NOT json_addl ? 'action_groups'", name="action_set"
+    ),
     Index("ix_generic_instance_template_uuid", "template_uuid"),
     Index("ix_generic_instance_code", "category", "type", "subtype", "version"),
     Index(

@@ -14,6 +14,7 @@ import attrs
 
 from tapdb_core.codes import TemplateCode
 from tapdb_core.convert import structure_row
+from tapdb_core.errors import TapdbError
 
 JSON = dict[str, Any]
 
@@ -96,6 +97,14 @@ class Instance:
 
     @classmethod
     def from_row(cls, row: Any) -> Instance:
+        """The instance of a row read with :func:`tapdb_core.action_sets.instance_columns`
+        (a raw row that references an action set would lack its ``action_groups``)."""
+        mapping = getattr(row, "_mapping", row)
+        if mapping.get("action_set_digest") is not None:
+            raise TapdbError(
+                "internal error: an instance row was read without its action set"
+                " (read instances with tapdb_core.action_sets.instance_columns)"
+            )
         return structure_row(cls, row)
 
 

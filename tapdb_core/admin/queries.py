@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.sql import bindparam
 from sqlalchemy.sql.elements import BindParameter
 
+from tapdb_core import action_sets
 from tapdb_core import euid as euids
 from tapdb_core.codes import TemplateCode
 from tapdb_core.graph_layout import grid_cell
@@ -142,7 +143,7 @@ def instance_page(
     conn: Connection, flt: InstanceFilter, *, after: int | None = None, limit: int = 50
 ) -> Page:
     """Newest first, ``uuid < after``: an index range scan however deep the page."""
-    query = select(gi)
+    query = select(*action_sets.instance_columns())
     if flt.template_code:
         code = TemplateCode.parse(flt.template_code)
         query = query.where(
@@ -259,7 +260,7 @@ def neighbours(
     )
     edge_cols = [c.label(f"e_{c.name}") for c in gl.c]
     rows = conn.execute(
-        select(gi, *edge_cols)
+        select(*action_sets.instance_columns(), *edge_cols)
         .join(gl, and_(far == gi.c.uuid, gl.c.is_deleted.is_(False)))
         .where(near == instance.uuid, gi.c.is_deleted.is_(False))
         .order_by(gl.c.uuid)
@@ -269,7 +270,7 @@ def neighbours(
     for r in rows[:limit]:
         m = r._mapping
         edge = Lineage.from_row({c.name: m[f"e_{c.name}"] for c in gl.c})
-        out.append(Neighbour(instance=Instance.from_row({c.name: m[c] for c in gi.c}), edge=edge))
+        out.append(Neighbour(instance=Instance.from_row(m), edge=edge))
     return out, len(rows) > limit
 
 
