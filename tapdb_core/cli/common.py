@@ -27,14 +27,16 @@ from tapdb_core.cli.prompts import confirmer as confirmer
 from tapdb_core.cli.prompts import gate as gate
 from tapdb_core.cli.prompts import read_new_password as read_new_password
 from tapdb_core.commands import _session
-from tapdb_core.commands._session import PROTECTED_ENVS as PROTECTED_ENVS
-from tapdb_core.commands._session import Target as Target
-from tapdb_core.commands._session import env_sections as env_sections
-from tapdb_core.commands._session import explain_connection_error as explain_connection_error
-from tapdb_core.commands._session import had_effect as had_effect
-from tapdb_core.commands._session import is_connection_error as is_connection_error
-from tapdb_core.commands._session import make_engine as make_engine
-from tapdb_core.commands._session import one_line as one_line
+from tapdb_core.commands._connection_errors import (
+    explain_connection_error as explain_connection_error,
+)
+from tapdb_core.commands._connection_errors import is_connection_error as is_connection_error
+from tapdb_core.commands._effects import had_effect as had_effect
+from tapdb_core.commands._engine import make_engine as make_engine
+from tapdb_core.commands._environments import env_sections as env_sections
+from tapdb_core.commands._messages import one_line as one_line
+from tapdb_core.commands._target import PROTECTED_ENVS as PROTECTED_ENVS
+from tapdb_core.commands._target import Target as Target
 from tapdb_core.convert import to_json
 from tapdb_core.errors import CommandError
 from tapdb_core.errors import TapdbError as TapdbError

@@ -7,7 +7,8 @@ import getpass
 import sys
 from collections.abc import Callable
 
-from tapdb_core.commands._session import Target, had_effect
+from tapdb_core.commands._effects import had_effect
+from tapdb_core.commands._target import Target
 from tapdb_core.errors import RefusedError, UsageError
 
 

@@ -15,16 +15,10 @@ is dropped (it raises to stop); warnings are :class:`~tapdb_core.errors.TapdbWar
 
 from __future__ import annotations
 
-from tapdb_core.commands._session import (
-    Session,
-    Target,
-    actor,
-    actor_and_source,
-    admin_session,
-    session,
-    target_for,
-    target_of,
-)
+from tapdb_core.commands._actor import actor, actor_and_source
+from tapdb_core.commands._environments import target_for
+from tapdb_core.commands._session import Session, admin_session, session
+from tapdb_core.commands._target import Target, target_of
 from tapdb_core.commands.data import backup, restore, seed, validate_packs, verify_backup
 from tapdb_core.commands.db import (
     DatabaseCreated,

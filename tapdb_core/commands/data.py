@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from tapdb_core import backup as backups
-from tapdb_core.commands._session import Target, oplog, session
+from tapdb_core.commands._oplog import oplog
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.commands.schema import Confirm, Progress
 from tapdb_core.errors import CommandError, UsageError
 from tapdb_core.packs.seed import SeedMode, SeedReport

@@ -15,14 +15,9 @@ from psycopg import sql
 from sqlalchemy import text
 
 from tapdb_core import migrate as migrations
-from tapdb_core.commands._session import (
-    Session,
-    Target,
-    admin_session,
-    database_exists,
-    oplog,
-    session,
-)
+from tapdb_core.commands._oplog import oplog
+from tapdb_core.commands._session import Session, admin_session, database_exists, session
+from tapdb_core.commands._target import Target
 from tapdb_core.commands.schema import Confirm, Progress, apply_identity_prefixes
 from tapdb_core.packs.seed import SeedReport
 

@@ -6,7 +6,9 @@ import attrs
 from sqlalchemy import text
 
 from tapdb_core import migrate
-from tapdb_core.commands._session import Target, one_line, session
+from tapdb_core.commands._messages import one_line
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.errors import DatabaseMissingError, TapdbError
 
 

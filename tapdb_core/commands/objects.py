@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 
 from tapdb_core import audit, instances, lineage
-from tapdb_core.commands._session import Target, session
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.errors import UsageError
 from tapdb_core.values import AuditEntry, Instance
 

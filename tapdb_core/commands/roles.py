@@ -6,7 +6,10 @@ import psycopg
 from sqlalchemy.exc import DBAPIError
 
 from tapdb_core import roles
-from tapdb_core.commands._session import Target, one_line, oplog, session
+from tapdb_core.commands._messages import one_line
+from tapdb_core.commands._oplog import oplog
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.errors import CommandError, TapdbError, UsageError
 
 

@@ -12,7 +12,9 @@ from tapdb_core import config as tconfig
 from tapdb_core import euid as euids
 from tapdb_core import migrate as migrations
 from tapdb_core import tamper
-from tapdb_core.commands._session import Target, oplog, session
+from tapdb_core.commands._oplog import oplog
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.db import require_known_revision
 from tapdb_core.errors import DatabaseMissingError
 

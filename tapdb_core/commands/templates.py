@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from tapdb_core import templates
-from tapdb_core.commands._session import Target, session
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.values import Template
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 from sqlalchemy import Connection
 
 from tapdb_core import users
-from tapdb_core.commands._session import Target, oplog, session, warn
+from tapdb_core.commands._messages import warn
+from tapdb_core.commands._oplog import oplog
+from tapdb_core.commands._session import session
+from tapdb_core.commands._target import Target
 from tapdb_core.commands.schema import Confirm
 from tapdb_core.values import User
 
