@@ -104,6 +104,63 @@ _INSERT_EDGES = text(
 )
 
 
+# A whole tree in one statement, for plans whose names need no EUID (the
+# common case: a plate's wells are named after the plate's name): the
+# templates are share-locked and proven fresh, the action sets inserted, the
+# sequence values drawn, the instances and the edges inserted. When a template
+# is stale the gate on ``fresh`` lets no row through: nothing is drawn or
+# written (an action set may be, which is harmless: immutable, content-keyed).
+_WRITE_TREE = text(
+    action_sets.INSERT_SETS_CTE
+    + """
+    , fresh AS MATERIALIZED (
+        SELECT t.uuid
+          FROM generic_template t
+          JOIN unnest(CAST(:uuids AS bigint[]), CAST(:versions AS bigint[])) AS v(uuid, row_version)
+            ON t.uuid = v.uuid AND t.row_version = v.row_version
+         WHERE NOT t.is_deleted
+           FOR SHARE OF t
+    ),
+    r AS MATERIALIZED (
+        SELECT x.*, nextval(tapdb_euid_sequence_name(x.euid_prefix)::regclass) AS euid_seq
+          FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+                   ord integer, euid_prefix text, name text, polymorphic_discriminator text,
+                   category text, type text, subtype text, version text, template_uuid bigint,
+                   json_addl jsonb, action_set_digest text, bstatus text, is_singleton boolean)
+         WHERE (SELECT count(*) FROM fresh) = CAST(:template_count AS bigint)
+         ORDER BY x.ord
+    ),
+    ins AS (
+        INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator,
+                                      category, type, subtype, version, template_uuid, json_addl,
+                                      action_set_digest, bstatus, is_singleton)
+        SELECT euid_prefix, euid_seq, name, polymorphic_discriminator, category, type, subtype,
+               version, template_uuid, json_addl, action_set_digest, bstatus, is_singleton
+          FROM r
+         ORDER BY ord
+        RETURNING uuid, euid, euid_prefix, euid_seq, created_dt, modified_dt
+    ),
+    edges AS (
+        INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,
+                                              relationship_type, name, parent_type, child_type,
+                                              json_addl)
+        SELECT p.uuid, c.uuid, e.relationship_type, p.euid || '->' || c.euid,
+               rp.polymorphic_discriminator, rc.polymorphic_discriminator, '{}'::jsonb
+          FROM jsonb_to_recordset(CAST(:edges AS jsonb))
+               AS e(parent_ord integer, child_ord integer, relationship_type text)
+          JOIN r rp ON rp.ord = e.parent_ord
+          JOIN ins p ON p.euid_prefix = rp.euid_prefix AND p.euid_seq = rp.euid_seq
+          JOIN r rc ON rc.ord = e.child_ord
+          JOIN ins c ON c.euid_prefix = rc.euid_prefix AND c.euid_seq = rc.euid_seq
+        RETURNING *
+    )
+    SELECT r.ord, ins.uuid, ins.euid, ins.created_dt, ins.modified_dt, NULL::jsonb AS edge
+      FROM ins JOIN r ON r.euid_prefix = ins.euid_prefix AND r.euid_seq = ins.euid_seq
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, to_jsonb(edges) FROM edges
+    """
+)
+
 #: the indexed expression of ix_generic_instance_properties, verbatim
 _PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
 
@@ -148,7 +205,107 @@ def plan(
 
 
 def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
-    """Write a plan set-based: three statements whatever its size."""
+    """Write a plan set-based: one statement whatever its size, or three when a
+    name pattern needs an EUID (drawn first, then the names are rendered)."""
+    names = [n.name_without_euids() for n in planned.nodes]
+    if all(name is not None for name in names):
+        return _write_in_one_statement(conn, planned, [n for n in names if n is not None])
+    return _write_in_three_statements(conn, planned)
+
+
+def _write_in_one_statement(
+    conn: Connection, planned: InstancePlan, names: list[str]
+) -> CreatedTree:
+    nodes = planned.nodes
+    used = {n.template.uuid: n.template for n in nodes}
+    splitter = action_sets.Splitter()
+    rows: list[dict[str, Any]] = []
+    for i, n in enumerate(nodes):
+        own, digest = splitter.split(n.json_addl)
+        rows.append(
+            {
+                "ord": i,
+                "euid_prefix": n.template.instance_prefix,
+                "name": names[i],
+                "polymorphic_discriminator": n.polymorphic_discriminator,
+                "category": n.template.category,
+                "type": n.template.type,
+                "subtype": n.template.subtype,
+                "version": n.template.version,
+                "template_uuid": n.template.uuid,
+                "json_addl": own,
+                "action_set_digest": digest,
+                "bstatus": n.bstatus,
+                "is_singleton": n.is_singleton,
+            }
+        )
+    edges = [
+        {
+            "parent_ord": e.parent_index,
+            "child_ord": e.child_index,
+            "relationship_type": e.relationship_type,
+        }
+        for e in planned.edges
+    ]
+    with translated():
+        result = conn.execute(
+            _WRITE_TREE,
+            {
+                "sets": splitter.sets_json(),
+                "uuids": list(used),
+                "versions": [t.row_version for t in used.values()],
+                "template_count": len(used),
+                "rows": json.dumps(rows),
+                "edges": json.dumps(edges),
+            },
+        ).all()
+    written = {r.ord: r for r in result if r.ord is not None}
+    if len(written) != len(nodes):
+        # a template is stale: nothing was drawn or written; say which one
+        lock_templates(conn, used.values())
+        raise StaleTemplateError("a template changed while the tree was written: run it again")
+    instances = tuple(
+        Instance(
+            uuid=written[i].uuid,
+            euid=written[i].euid,
+            name=names[i],
+            polymorphic_discriminator=n.polymorphic_discriminator,
+            category=n.template.category,
+            type=n.template.type,
+            subtype=n.template.subtype,
+            version=n.template.version,
+            template_uuid=n.template.uuid,
+            json_addl=n.json_addl,
+            bstatus=n.bstatus,
+            is_singleton=n.is_singleton,
+            is_deleted=False,
+            created_dt=written[i].created_dt,
+            modified_dt=written[i].modified_dt,
+        )
+        for i, n in enumerate(nodes)
+    )
+    by_ends = {
+        (
+            r.edge["parent_instance_uuid"],
+            r.edge["child_instance_uuid"],
+            r.edge["relationship_type"],
+        ): r.edge
+        for r in result
+        if r.ord is None
+    }
+    # in plan order, as the three-statement path returns them
+    lineages = tuple(
+        Lineage.from_row(
+            by_ends[
+                (instances[e.parent_index].uuid, instances[e.child_index].uuid, e.relationship_type)
+            ]
+        )
+        for e in planned.edges
+    )
+    return CreatedTree(root=instances[0], instances=instances, lineages=lineages)
+
+
+def _write_in_three_statements(conn: Connection, planned: InstancePlan) -> CreatedTree:
     nodes = planned.nodes
     used = {n.template.uuid: n.template for n in nodes}
     prefixes = [n.template.instance_prefix for n in nodes]

@@ -237,6 +237,19 @@ class PlannedNode:
             and "parent_name" in pattern_fields(self.name_pattern)
         )
 
+    def name_without_euids(self) -> str | None:
+        """The instance's name if no EUID goes into it (nor into its parent's);
+        None when it can only be rendered once EUIDs are drawn."""
+        if self.literal_name is not None:
+            return self.literal_name
+        pattern = self.name_pattern
+        if pattern is None:  # pragma: no cover - plan_instance always sets one
+            return None
+        fields = pattern_fields(pattern)
+        if "parent_euid" in fields or ("parent_name" in fields and self.needs_parent_name):
+            return None
+        return pattern.format(**self.name_context)
+
     def render_name(self, parent_euid: str | None, parent_name: str | None = None) -> str:
         """The instance's name, once the parent's EUID is known.
 

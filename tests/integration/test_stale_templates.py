@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from tapdb_core import instances, templates
 from tapdb_core.errors import TemplateNotFoundError, ValidationError
+from tapdb_core.templates import TemplateSpec, upsert_templates
 
 CODE = "content/sample/dna/1.0/"
 TIGHT = {
@@ -28,6 +29,44 @@ TIGHT = {
         }
     },
 }
+
+
+#: a rack whose tubes are named after its EUID: written in three statements
+#: (EUIDs drawn first, names rendered, then the rows), not in one
+EUID_NAMED = "container/rack/euid-named-rack/1.0/"
+
+
+def _euid_named_rack(engine: Engine) -> None:
+    with engine.begin() as conn:
+        upsert_templates(
+            conn,
+            [
+                TemplateSpec(
+                    name="EUID-named rack",
+                    polymorphic_discriminator="container_template",
+                    category="container",
+                    type="rack",
+                    subtype="euid-named-rack",
+                    version="1.0",
+                    instance_prefix="CX",
+                    json_addl={
+                        "properties": {},
+                        "instantiation_layouts": [
+                            {
+                                "relationship_type": "contains",
+                                "child_templates": [
+                                    {
+                                        "template_code": CODE,
+                                        "count": 3,
+                                        "name_pattern": "{parent_euid}-tube-{i}",
+                                    }
+                                ],
+                            }
+                        ],
+                    },
+                )
+            ],
+        )
 
 
 def _count(engine: Engine) -> int:
@@ -126,25 +165,26 @@ def _wait_until_blocked(
 
 
 @pytest.mark.parametrize("level", ["READ COMMITTED", "REPEATABLE READ"])
+@pytest.mark.parametrize("code", [CODE, EUID_NAMED], ids=["one-statement", "three-statements"])
 def test_writer_racing_a_schema_change_cannot_store_what_it_forbids(
-    seeded_engine: Engine, level: str
+    seeded_engine: Engine, level: str, code: str
 ) -> None:
     """A template change is in flight (uncommitted) while a writer validates
     against the old, cached row: the writer waits for the change and then
     refuses (READ COMMITTED: validated against the new rules; REPEATABLE READ:
-    a serialization failure to retry)."""
+    a serialization failure to retry). Both ways of writing a tree."""
+    _euid_named_rack(seeded_engine)
     with seeded_engine.begin() as conn:
-        instances.create(conn, CODE, "warm", {"concentration": 1})  # cache the old rules
+        instances.create(conn, code, "warm", {"concentration": 1})  # cache the old rules
     before = _count(seeded_engine)
     changer = seeded_engine.connect()
     changer.begin()
     changer.execute(
         text(
             "UPDATE generic_template SET json_addl_schema = CAST(:s AS jsonb)"
-            " WHERE category = 'content' AND type = 'sample' AND subtype = 'dna'"
-            " AND version = '1.0'"
+            " WHERE subtype = :subtype AND version = '1.0'"
         ),
-        {"s": json.dumps(TIGHT)},
+        {"s": json.dumps(TIGHT), "subtype": code.split("/")[2]},
     )
     outcome: list[BaseException | None] = []
     app = f"stale-writer-{level.replace(' ', '-')}"
@@ -156,7 +196,7 @@ def test_writer_racing_a_schema_change_cannot_store_what_it_forbids(
                     conn.execute(
                         text("SELECT set_config('application_name', :a, false)"), {"a": app}
                     )
-                    instances.create(conn, CODE, "racer", {"concentration": 50})
+                    instances.create(conn, code, "racer", {"concentration": 50})
             outcome.append(None)
         except BaseException as exc:  # reported to the main thread
             outcome.append(exc)
@@ -179,17 +219,18 @@ def test_writer_racing_a_schema_change_cannot_store_what_it_forbids(
 
 
 def test_meridian_domain_changed_between_draw_and_insert(seeded_engine: Engine) -> None:
-    """The writer computes EUIDs from the domain it drew with the sequence
-    values; a domain changed by someone else before its INSERT runs must not
-    make the stored EUIDs differ from the returned ones."""
+    """The writer of a tree named after EUIDs computes them from the domain it
+    drew with the sequence values; a domain changed by someone else before its
+    INSERT runs must not make the stored EUIDs differ from the returned ones."""
     from sqlalchemy import event
 
     from tapdb_core import euid
 
+    _euid_named_rack(seeded_engine)
     fired: list[bool] = []
 
     def change_domain_first(conn: object, cursor: object, statement: str, *_: object) -> None:
-        if statement.lstrip().startswith("INSERT INTO generic_instance (") and not fired:
+        if "INSERT INTO generic_instance (" in statement and not fired:
             fired.append(True)
             with seeded_engine.connect() as other:
                 other.execute(text("SELECT tapdb_set_meridian_domain('R7')"))
@@ -198,7 +239,7 @@ def test_meridian_domain_changed_between_draw_and_insert(seeded_engine: Engine) 
     with seeded_engine.connect() as conn:
         event.listen(conn, "before_cursor_execute", change_domain_first)
         with conn.begin():
-            tree = instances.create_tree(conn, "container/plate/fixed-plate-96/1.0/", "P")
+            tree = instances.create_tree(conn, EUID_NAMED, "R")
         event.remove(conn, "before_cursor_execute", change_domain_first)
     assert fired
     with seeded_engine.connect() as conn:
@@ -211,6 +252,7 @@ def test_meridian_domain_changed_between_draw_and_insert(seeded_engine: Engine) 
         later = instances.create(conn, "content/sample/dna/1.0/", "after the change")
     assert stored == {i.euid for i in tree.instances}
     assert all(euid.parse(e).domain is None for e in stored)
+    assert [i.name for i in tree.instances[1:]] == [f"{tree.root.euid}-tube-{i}" for i in (1, 2, 3)]
     assert later.euid.startswith("R7-")
 
 
