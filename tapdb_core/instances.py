@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import attrs
 from sqlalchemy import Connection, Row, bindparam, literal_column, select, text, update
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 
-from tapdb_core import action_sets, inputcheck
+from tapdb_core import action_sets, inputcheck, template_cache
 from tapdb_core import euid as euids
 from tapdb_core.codes import TemplateCode
 from tapdb_core.dberrors import translated
@@ -30,7 +30,12 @@ from tapdb_core.errors import (
 )
 from tapdb_core.planning import InstancePlan, deep_merge, plan_instance, validate_json_addl
 from tapdb_core.tables import generic_instance as gi
-from tapdb_core.templates import clear_cache, get_template, templates_by_uuid
+from tapdb_core.templates import (
+    clear_cache,
+    get_template,
+    get_template_for_write,
+    templates_by_uuid,
+)
 from tapdb_core.values import Instance, Lineage, Template
 
 # Draws every sequence value of a tree and, in the same round trip, share-locks
@@ -48,7 +53,8 @@ _DRAW_SEQUENCES = text(
     )
     SELECT u.ord, nextval(tapdb_euid_sequence_name(u.prefix)::regclass) AS seq,
            tapdb_meridian_domain() AS domain,
-           (SELECT array_agg(f.uuid) FROM fresh f) AS fresh
+           (SELECT array_agg(f.uuid) FROM fresh f) AS fresh,
+           (SELECT g.generation FROM tapdb_template_generation g WHERE g.id = 1) AS generation
       FROM unnest(CAST(:prefixes AS text[])) WITH ORDINALITY AS u(prefix, ord)
      ORDER BY u.ord
     """
@@ -110,9 +116,7 @@ _INSERT_EDGES = text(
 # sequence values drawn, the instances and the edges inserted. When a template
 # is stale the gate on ``fresh`` lets no row through: nothing is drawn or
 # written (an action set may be, which is harmless: immutable, content-keyed).
-_WRITE_TREE = text(
-    action_sets.INSERT_SETS_CTE
-    + """
+_TREE_HEAD: Final = """
     , fresh AS MATERIALIZED (
         SELECT t.uuid
           FROM generic_template t
@@ -128,6 +132,10 @@ _WRITE_TREE = text(
                    category text, type text, subtype text, version text, template_uuid bigint,
                    json_addl jsonb, action_set_digest text, bstatus text, is_singleton boolean)
          WHERE (SELECT count(*) FROM fresh) = CAST(:template_count AS bigint)
+           AND (CAST(:generation AS bigint) IS NULL
+                OR CAST(:generation AS bigint) = (SELECT g.generation
+                                                    FROM tapdb_template_generation g
+                                                   WHERE g.id = 1))
          ORDER BY x.ord
     ),
     ins AS (
@@ -139,7 +147,8 @@ _WRITE_TREE = text(
           FROM r
          ORDER BY ord
         RETURNING uuid, euid, euid_prefix, euid_seq, created_dt, modified_dt
-    ),
+    )"""
+_TREE_EDGES: Final = """,
     edges AS (
         INSERT INTO generic_instance_lineage (parent_instance_uuid, child_instance_uuid,
                                               relationship_type, name, parent_type, child_type,
@@ -153,13 +162,26 @@ _WRITE_TREE = text(
           JOIN r rc ON rc.ord = e.child_ord
           JOIN ins c ON c.euid_prefix = rc.euid_prefix AND c.euid_seq = rc.euid_seq
         RETURNING *
-    )
+    )"""
+_TREE_NODES_OUT: Final = """
     SELECT r.ord, ins.uuid, ins.euid, ins.created_dt, ins.modified_dt, NULL::jsonb AS edge
-      FROM ins JOIN r ON r.euid_prefix = ins.euid_prefix AND r.euid_seq = ins.euid_seq
+      FROM ins JOIN r ON r.euid_prefix = ins.euid_prefix AND r.euid_seq = ins.euid_seq"""
+_TREE_EDGES_OUT: Final = """
     UNION ALL
-    SELECT NULL, NULL, NULL, NULL, NULL, to_jsonb(edges) FROM edges
-    """
+    SELECT NULL, NULL, NULL, NULL, NULL, to_jsonb(edges) FROM edges"""
+
+# A whole tree in one statement, for plans whose names need no EUID (the
+# common case: a plate's wells are named after the plate's name): the
+# templates are share-locked and proven fresh, the action sets inserted, the
+# sequence values drawn, the instances and the edges inserted. When a template
+# is stale the gate on ``fresh`` lets no row through: nothing is drawn or
+# written (an action set may be, which is harmless: immutable, content-keyed).
+# Without edges the lineage part is left out: its statement-level triggers
+# would run (for no row) all the same.
+_WRITE_TREE: Final = text(
+    action_sets.INSERT_SETS_CTE + _TREE_HEAD + _TREE_EDGES + _TREE_NODES_OUT + _TREE_EDGES_OUT
 )
+_WRITE_NODES: Final = text(action_sets.INSERT_SETS_CTE + _TREE_HEAD + _TREE_NODES_OUT)
 
 #: the indexed expression of ix_generic_instance_properties, verbatim
 _PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
@@ -174,12 +196,13 @@ class CreatedTree:
     lineages: tuple[Lineage, ...]
 
 
-def _resolver(conn: Connection) -> Any:
+def _resolver(conn: Connection, *, for_write: bool = False) -> Any:
     memo: dict[str, Template] = {}
+    lookup = get_template_for_write if for_write else get_template
 
     def resolve(code: str) -> Template:
         if code not in memo:
-            memo[code] = get_template(conn, code)
+            memo[code] = lookup(conn, code)
         return memo[code]
 
     return resolve
@@ -194,13 +217,31 @@ def plan(
     create_children: bool = True,
 ) -> InstancePlan:
     """The plan :func:`create` would write (pure apart from template lookups)."""
+    return _plan(conn, template_code, name, properties, create_children=create_children)
+
+
+def _plan(
+    conn: Connection,
+    template_code: str,
+    name: str,
+    properties: Mapping[str, Any] | None,
+    *,
+    create_children: bool,
+    for_write: bool = False,
+) -> InstancePlan:
+    """``for_write``: cached templates may be used under an assumed generation,
+    which :func:`write_plan` proves (create_tree plans again if it moved)."""
     if not isinstance(name, str) or not name.strip():
         raise ValidationError(
             "instance name must be a non-empty string",
             [Violation(path="/name", message=repr(name))],
         )
     return plan_instance(
-        _resolver(conn), template_code, name, properties, create_children=create_children
+        _resolver(conn, for_write=for_write),
+        template_code,
+        name,
+        properties,
+        create_children=create_children,
     )
 
 
@@ -247,23 +288,27 @@ def _write_in_one_statement(
         }
         for e in planned.edges
     ]
+    params = {
+        "sets": splitter.sets_json(),
+        "uuids": list(used),
+        "versions": [t.row_version for t in used.values()],
+        "template_count": len(used),
+        "generation": template_cache.assumed_generation(conn),
+        "rows": json.dumps(rows),
+    }
     with translated():
-        result = conn.execute(
-            _WRITE_TREE,
-            {
-                "sets": splitter.sets_json(),
-                "uuids": list(used),
-                "versions": [t.row_version for t in used.values()],
-                "template_count": len(used),
-                "rows": json.dumps(rows),
-                "edges": json.dumps(edges),
-            },
-        ).all()
+        if edges:
+            result = conn.execute(_WRITE_TREE, {**params, "edges": json.dumps(edges)}).all()
+        else:
+            result = conn.execute(_WRITE_NODES, params).all()
     written = {r.ord: r for r in result if r.ord is not None}
     if len(written) != len(nodes):
-        # a template is stale: nothing was drawn or written; say which one
+        # a template is stale, or templates changed since the cached ones were
+        # read: nothing was drawn or written; name the stale one if there is one
+        template_cache.refute_assumption(conn)
         lock_templates(conn, used.values())
-        raise StaleTemplateError("a template changed while the tree was written: run it again")
+        raise StaleTemplateError("templates changed after they were cached: run it again")
+    template_cache.confirm_assumption(conn)
     instances = tuple(
         Instance(
             uuid=written[i].uuid,
@@ -319,6 +364,11 @@ def _write_in_three_statements(conn: Connection, planned: InstancePlan) -> Creat
             },
         ).all()
     _refuse_stale(used, set(drawn[0].fresh or ()) if drawn else set())
+    assumed = template_cache.assumed_generation(conn)
+    if assumed is not None and drawn and drawn[0].generation != assumed:
+        template_cache.refute_assumption(conn)
+        raise StaleTemplateError("templates changed after they were cached: run it again")
+    template_cache.confirm_assumption(conn)
     domain = drawn[0].domain if drawn else None
     seqs = [int(r.seq) for r in drawn]
     node_euids = [euids.encode(p, s, domain=domain) for p, s in zip(prefixes, seqs, strict=True)]
@@ -409,7 +459,9 @@ def create_tree(
     create_children: bool = True,
 ) -> CreatedTree:
     """Create an instance and, from its template's layouts, its whole child tree."""
-    planned = plan(conn, template_code, name, properties, create_children=create_children)
+    planned = _plan(
+        conn, template_code, name, properties, create_children=create_children, for_write=True
+    )
     try:
         # the template check is write_plan's first statement and fails in
         # Python, not in the database: the transaction stays usable

@@ -12,6 +12,13 @@ wrote templates bypasses it (it may still roll back).
 A transaction that started before a change may still get the older template:
 instance writes prove at write time that the template they validated against is
 still the live row (``instances.lock_templates``), so nothing invalid is stored.
+
+Writes that prove their templates themselves may skip the generation read:
+:func:`cached_assuming` serves an entry under the generation last seen for the
+database and records it as assumed; the write then refuses to store anything
+unless the database's generation is still that one (``instances.write_plan``),
+and the caller plans again from the live rows. A single instance is then one
+round trip instead of two.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ _generations: dict[str, int] = {}
 
 _WRITE_MARK: Final = "tapdb_templates_written_in"
 _SEEN: Final = "tapdb_template_generation_seen"
+_ASSUMED: Final = "tapdb_template_generation_assumed"
 _READ_GENERATION: Final = text("SELECT generation FROM tapdb_template_generation WHERE id = 1")
 
 
@@ -96,3 +104,54 @@ def cached(conn: Connection, key: str) -> Template | None:
         return None
     with _lock:
         return _entries.get((_db_key(conn), key))
+
+
+def cached_assuming(conn: Connection, key: str) -> Template | None:
+    """An entry for a write that proves :func:`assumed_generation` itself.
+
+    In a transaction that has not read the generation yet, the entry is served
+    under the generation last seen for this database without reading it, and
+    that generation is recorded as assumed. Otherwise as :func:`cached`.
+    """
+    transaction = conn.get_transaction()
+    if conn.info.get(_WRITE_MARK) is transaction:
+        return None
+    seen = conn.info.get(_SEEN)
+    if seen is not None and seen[0] is transaction:
+        return cached(conn, key)
+    db = _db_key(conn)
+    with _lock:
+        known = _generations.get(db)
+        entry = _entries.get((db, key))
+    if known is None or entry is None:
+        return None
+    assumed = conn.info.get(_ASSUMED)
+    if assumed is None or assumed[0] is not transaction:
+        conn.info[_ASSUMED] = (transaction, known)
+    elif assumed[1] != known:
+        return None  # the cache moved on since this transaction's first assumption
+    return entry
+
+
+def assumed_generation(conn: Connection) -> int | None:
+    """The generation this transaction's cached templates were assumed under, if any."""
+    assumed = conn.info.get(_ASSUMED)
+    if assumed is not None and assumed[0] is conn.get_transaction():
+        return int(assumed[1])
+    return None
+
+
+def confirm_assumption(conn: Connection) -> None:
+    """A write proved the assumed generation: this transaction has seen it."""
+    generation = assumed_generation(conn)
+    conn.info.pop(_ASSUMED, None)
+    if generation is not None:
+        seen = conn.info.get(_SEEN)
+        if seen is None or seen[0] is not conn.get_transaction():
+            note_generation(conn, generation)
+
+
+def refute_assumption(conn: Connection) -> None:
+    """The assumed generation was wrong: forget it and every cached template."""
+    conn.info.pop(_ASSUMED, None)
+    clear()

@@ -56,6 +56,17 @@ def get_template(conn: Connection, code: str | TemplateCode) -> Template:
     return _remember(conn, key, Template.from_row(row))
 
 
+def get_template_for_write(conn: Connection, code: str | TemplateCode) -> Template:
+    """:func:`get_template` for a write that proves its templates itself: a cached
+    entry is served without reading the template generation first (see
+    :func:`tapdb_core.template_cache.cached_assuming`)."""
+    parsed = TemplateCode.parse(code) if isinstance(code, str) else code
+    hit = template_cache.cached_assuming(conn, f"code:{parsed}")
+    if hit is not None:
+        return hit
+    return get_template(conn, parsed)
+
+
 def get_template_by_euid(conn: Connection, euid: str) -> Template:
     euids.parse(euid)  # a malformed EUID is bad input, not "not found"
     key = f"euid:{euid}"

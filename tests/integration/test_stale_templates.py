@@ -290,3 +290,80 @@ def test_template_generation_moves_with_every_template_write(seeded_engine: Engi
     with seeded_engine.begin() as conn:
         conn.execute(text("SELECT 1 FROM generic_template")).all()  # reads move nothing
     assert generation() == start + 1
+
+
+def test_a_warm_single_create_is_one_statement_in_a_new_transaction(seeded_engine: Engine) -> None:
+    """The cached templates are used under the generation last seen, without
+    reading it first; the write itself proves it."""
+    from sqlalchemy import event
+
+    with seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "warm-up")
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    with seeded_engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", count)
+        with conn.begin():
+            made = instances.create(conn, CODE, "one statement")
+        event.remove(conn, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    assert "tapdb_template_generation" in statements[0]
+    assert made.json_addl["action_groups"]
+
+
+def test_an_action_template_changed_elsewhere_reaches_the_next_instance(
+    seeded_engine: Engine,
+) -> None:
+    """Action templates are not locked by the write, but any template write moves
+    the generation the write checks: the cached plan is refused and redone."""
+    with seeded_engine.begin() as conn:
+        first = instances.create(conn, CODE, "before")
+    group = first.json_addl["action_groups"]
+    name, actions = next(iter(group.items()))
+    key, definition = next(iter(actions.items()))
+    _other_process(
+        seeded_engine,
+        "UPDATE generic_template SET json_addl = jsonb_set(json_addl,"
+        " '{action_definition,comment}', to_jsonb(CAST(:c AS text)))"
+        " WHERE uuid = CAST(:u AS bigint)",
+        {"c": "changed elsewhere", "u": str(definition["action_template_uuid"])},
+    )
+    with seeded_engine.begin() as conn:
+        second = instances.create(conn, CODE, "after")
+    assert second.json_addl["action_groups"][name][key]["comment"] == "changed elsewhere"
+    assert "comment" not in first.json_addl["action_groups"][name][key]
+
+
+def test_a_refused_assumption_writes_nothing_and_the_retry_succeeds(seeded_engine: Engine) -> None:
+    """The generation moves between planning and writing (another process changes
+    an unrelated template): the write is refused before anything is drawn, and
+    create plans again from the live rows, in the same transaction."""
+    from sqlalchemy import event
+
+    with seeded_engine.begin() as conn:
+        instances.create(conn, CODE, "warm-up")
+    writes: list[str] = []
+
+    def move_generation_first(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if "INSERT INTO generic_instance" in statement:
+            writes.append(statement)
+            if len(writes) == 1:
+                _other_process(
+                    seeded_engine,
+                    "UPDATE generic_template SET bstatus = bstatus"
+                    " WHERE category = 'container' AND type = 'plate' AND version = :v",
+                    {"v": "1.0"},
+                )
+
+    before = _count(seeded_engine)
+    with seeded_engine.connect() as conn:
+        event.listen(conn, "before_cursor_execute", move_generation_first)
+        with conn.begin():
+            made = instances.create(conn, CODE, "retried")
+        event.remove(conn, "before_cursor_execute", move_generation_first)
+    assert len(writes) == 2  # refused once, written once
+    assert _count(seeded_engine) == before + 1
+    assert made.name == "retried"
