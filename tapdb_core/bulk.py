@@ -1,19 +1,22 @@
 """Bulk creation of instances of one template through ``COPY``.
 
-Each batch is checked in Python first (names, properties, the template's JSON
-Schema), then streamed with ``COPY`` into a temporary staging table holding
-only what differs per row (name and properties), then written by one
-set-based ``INSERT ... SELECT`` that merges the template's shared
-``json_addl`` in SQL (its action definitions by reference to one
-``tapdb_action_set`` row, :mod:`tapdb_core.action_sets`) and draws the EUID sequence values in row order. The
-statement-level audit trigger therefore writes the batch's audit rows in one
-``INSERT ... SELECT`` as well. Memory stays bounded by the batch size on both
-sides, whatever the number of rows.
+Per batch: one statement draws the batch's EUID sequence values, then one
+``COPY`` streams the finished rows straight into ``generic_instance``, each
+row checked in Python (name, properties, the template's JSON Schema) just
+before it is sent. PostgreSQL inserts the rows while Python prepares the next
+ones, so the two costs overlap instead of adding up. The template's action
+definitions are stored once and referenced (:mod:`tapdb_core.action_sets`);
+every row carries only its own properties. The statement-level audit trigger
+writes the batch's audit rows in one ``INSERT ... SELECT`` from the ``COPY``'s
+transition table. Memory stays bounded by the batch size, whatever the number
+of rows.
 
-A row that breaks a rule raises :class:`BulkRowError` naming its line and
-field before anything of its batch is sent: nothing of that batch is written.
-Earlier batches were written in the caller's transaction; roll it back (as
-``tapdb object import`` does) for all-or-nothing.
+Each batch runs inside a SAVEPOINT. A row that breaks a rule raises
+:class:`BulkRowError` naming its line and field; the ``COPY`` is abandoned and
+the SAVEPOINT rolled back, so nothing of that batch is written and the
+caller's transaction stays usable. Earlier batches were written in the
+caller's transaction; roll it back (as ``tapdb object import`` does) for
+all-or-nothing.
 """
 
 from __future__ import annotations
@@ -42,33 +45,17 @@ DEFAULT_BATCH_SIZE: Final = 5000
 #: distinct property sets remembered as valid (repeated sets are checked once)
 _MEMO_LIMIT: Final = 100_000
 
-# ON COMMIT DROP: the table lives only as long as the caller's transaction;
-# a second bulk_create in the same transaction reuses it (emptied per batch).
-_CREATE_STAGE = text(
-    "CREATE TEMP TABLE IF NOT EXISTS tapdb_bulk_stage"
-    " (ord integer NOT NULL, name text NOT NULL, props jsonb) ON COMMIT DROP"
+# The batch's sequence values (in order) and the domain the rows are stamped with.
+_DRAW: Final = text(
+    "SELECT array_agg(nextval(CAST(:sequence AS regclass)) ORDER BY g) AS seqs,"
+    " tapdb_meridian_domain() AS domain FROM generate_series(1, CAST(:n AS integer)) g"
 )
-_COPY_STAGE: Final = "COPY tapdb_bulk_stage (ord, name, props) FROM STDIN"
-_EMPTY_STAGE = text("TRUNCATE tapdb_bulk_stage")
-
-# nextval in the select list is evaluated after the sort, so EUIDs follow row
-# order; the template's shared json_addl is sent once per batch and merged
-# shallowly over properties, as create() does.
-_INSERT_FROM_STAGE = text(
-    action_sets.INSERT_SETS_CTE
-    + """
-    INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator, category,
-                                  type, subtype, version, template_uuid, json_addl,
-                                  action_set_digest, bstatus, is_singleton)
-    SELECT :prefix, nextval(CAST(:sequence AS regclass)), s.name, :discriminator, :category, :type,
-           :subtype, :version, :template_uuid,
-           CASE WHEN s.props IS NULL THEN CAST(:base AS jsonb)
-                ELSE jsonb_set(CAST(:base AS jsonb), '{properties}',
-                               (CAST(:base AS jsonb) -> 'properties') || s.props) END,
-           :action_set_digest, :bstatus, :is_singleton
-      FROM tapdb_bulk_stage s
-     ORDER BY s.ord
-    """
+# The template's action set, once per call (it usually exists: nothing is written).
+_ENSURE_SETS: Final = text(action_sets.INSERT_SETS_CTE + " SELECT 1")
+_COPY_ROWS: Final = (
+    "COPY generic_instance (euid_prefix, euid_seq, euid_domain, name,"
+    " polymorphic_discriminator, category, type, subtype, version, template_uuid,"
+    " json_addl, action_set_digest, bstatus, is_singleton) FROM STDIN"
 )
 
 
@@ -122,32 +109,58 @@ def _refused(index: int, row: BulkRow, exc: ValidationError) -> BulkRowError:
 
 
 class _Checker:
-    """Validates rows of one template; remembers property sets already found valid."""
+    """Validates rows of one template and renders each one's ``json_addl``;
+    remembers property sets already found valid."""
 
-    def __init__(self, template: Template, base_addl: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        template: Template,
+        base_addl: Mapping[str, Any],
+        stored: Mapping[str, Any],
+        *,
+        prechecked: bool,
+    ) -> None:
         self.template = template
+        #: names and properties already passed inputcheck.checked_rows
+        self.prechecked = prechecked
         self.base_addl = base_addl
         self.base_props = base_addl.get("properties", {})
+        #: what each row stores: the template's json_addl without its action definitions
+        self.stored = dict(stored)
+        self.stored_base = json.dumps(self.stored)
         self.valid: set[str] = set()
 
-    def check(self, index: int, row: BulkRow) -> str | None:
-        """The row's properties as JSON text (None when it has none), or BulkRowError."""
+    def check(self, index: int, row: BulkRow) -> str:
+        """The row's stored ``json_addl`` as JSON text, or BulkRowError."""
+        props = row.properties
+        if not self.prechecked:
+            self._check_plain(index, row)
+        if self.template.json_addl_schema:
+            # insertion order is kept: equal sets written in another key order are
+            # merely validated again
+            key = json.dumps(props) if props else ""
+            if key not in self.valid:
+                merged = {**self.base_addl, "properties": {**self.base_props, **(props or {})}}
+                try:
+                    validate_json_addl(self.template, merged, where=f"line {row.line}")
+                except ValidationError as exc:
+                    raise _refused(index, row, exc) from None
+                if len(self.valid) < _MEMO_LIMIT:
+                    self.valid.add(key)
+        if not props:
+            return self.stored_base
+        return json.dumps({**self.stored, "properties": {**self.base_props, **props}})
+
+    def _check_plain(self, index: int, row: BulkRow) -> None:
         props = row.properties
         try:
-            inputcheck.check_text("/name", row.name)
-            inputcheck.check_object("/properties", props)
+            name = row.name
+            if not (type(name) is str and inputcheck.is_plain_text(name) and name.strip()):
+                inputcheck.check_text("/name", name)
+            if props is not None and not (type(props) is dict and inputcheck.is_plain_json(props)):
+                inputcheck.check_object("/properties", props)
         except ValidationError as exc:
             raise _refused(index, row, exc) from None
-        key = json.dumps(props, sort_keys=True) if props else ""
-        if self.template.json_addl_schema and key not in self.valid:
-            merged = {**self.base_addl, "properties": {**self.base_props, **(props or {})}}
-            try:
-                validate_json_addl(self.template, merged, where=f"line {row.line}")
-            except ValidationError as exc:
-                raise _refused(index, row, exc) from None
-            if len(self.valid) < _MEMO_LIMIT:
-                self.valid.add(key)
-        return json.dumps(props) if props else None
 
 
 def _locked_template(conn: Connection, template_code: str) -> Template:
@@ -165,18 +178,70 @@ def _locked_template(conn: Connection, template_code: str) -> Template:
     return template
 
 
-def _copy(conn: Connection, batch: list[tuple[int, str, str | None]]) -> None:
+def _raw(conn: Connection) -> psycopg.Connection[Any]:
     raw = conn.connection.driver_connection
     if not isinstance(raw, psycopg.Connection):
         raise TapdbError("bulk_create needs a psycopg (postgresql+psycopg) connection")
+    return raw
+
+
+def _copy_batch(
+    conn: Connection,
+    batch: list[tuple[int, BulkRow]],
+    checker: _Checker,
+    fixed: tuple[Any, ...],
+) -> None:
+    """Draw the batch's sequence values, then COPY its rows (each checked as it goes)."""
+    (
+        prefix,
+        discriminator,
+        category,
+        type_,
+        subtype,
+        version,
+        template_uuid,
+        digest,
+        bstatus,
+        singleton,
+    ) = fixed
+    with translated():
+        drawn = conn.execute(
+            _DRAW, {"sequence": f"tapdb_euid_seq_{prefix.lower()}", "n": len(batch)}
+        ).one()
+    savepoint = conn.begin_nested()
     try:
-        with raw.cursor() as cur, cur.copy(_COPY_STAGE) as copy:
-            for record in batch:
-                copy.write_row(record)
-    except psycopg.Error as exc:
-        wrapped = DBAPIError.instance(_COPY_STAGE, None, exc, psycopg.Error)
-        ours = translate(wrapped) if isinstance(wrapped, DBAPIError) else None
-        raise (ours or wrapped) from exc
+        try:
+            with _raw(conn).cursor() as cur, cur.copy(_COPY_ROWS) as copy:
+                write = copy.write_row
+                for (index, row), seq in zip(batch, drawn.seqs, strict=True):
+                    addl = checker.check(index, row)  # a bad row abandons the COPY
+                    write(
+                        (
+                            prefix,
+                            seq,
+                            drawn.domain,
+                            row.name,
+                            discriminator,
+                            category,
+                            type_,
+                            subtype,
+                            version,
+                            template_uuid,
+                            addl,
+                            digest,
+                            bstatus,
+                            singleton,
+                        )
+                    )
+        except psycopg.Error as exc:
+            wrapped = DBAPIError.instance(_COPY_ROWS, None, exc, psycopg.Error)
+            ours = translate(wrapped) if isinstance(wrapped, DBAPIError) else None
+            raise (ours or wrapped) from exc
+        savepoint.commit()
+    except BaseException:
+        if savepoint.is_active:
+            savepoint.rollback()
+        raise
 
 
 def bulk_create(
@@ -186,6 +251,7 @@ def bulk_create(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_batch: Callable[[int], None] | None = None,
+    prechecked: bool = False,
 ) -> int:
     """Create one instance of ``template_code`` per row (a name, ``(name, properties)``
     or :class:`BulkRow`), streamed in batches; returns how many were created.
@@ -193,6 +259,8 @@ def bulk_create(
     The template is share-locked until commit and proven to be the live row
     the rows are validated against. Layout children are not created.
     ``on_batch`` is called with the running total after each written batch.
+    ``prechecked``: the rows come from :func:`tapdb_core.inputcheck.checked_rows`
+    (names and properties are plain text and JSON already).
     """
     inputcheck.check_text("/template_code", template_code)
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -204,45 +272,30 @@ def bulk_create(
     base = plan_instance(
         lambda code: get_template(conn, code), template.template_code, "bulk", create_children=False
     ).root
-    checker = _Checker(template, base.json_addl)
     # every row shares the template's action set: stored once, referenced by each
     splitter = action_sets.Splitter()
-    base_stored, base_digest = splitter.split(base.json_addl)
-    params = {
-        "prefix": template.instance_prefix,
-        "sequence": f"tapdb_euid_seq_{template.instance_prefix.lower()}",
-        "discriminator": template.instance_discriminator,
-        "category": template.category,
-        "type": template.type,
-        "subtype": template.subtype,
-        "version": template.version,
-        "template_uuid": template.uuid,
-        "base": json.dumps(base_stored),
-        "action_set_digest": base_digest,
-        "sets": splitter.sets_json(),
-        "bstatus": base.bstatus,
-        "is_singleton": template.is_singleton,
-    }
+    stored, digest = splitter.split(base.json_addl)
+    checker = _Checker(template, base.json_addl, stored, prechecked=prechecked)
+    if digest is not None:
+        with translated():
+            conn.execute(_ENSURE_SETS, {"sets": splitter.sets_json()})
+    fixed = (
+        template.instance_prefix,
+        template.instance_discriminator,
+        template.category,
+        template.type,
+        template.subtype,
+        template.version,
+        template.uuid,
+        digest,
+        base.bstatus,
+        template.is_singleton,
+    )
     total = 0
-    staged = False
     stream = _rows(rows)
     while batch := list(islice(stream, batch_size)):
-        # every row is checked before anything of the batch is sent
-        records = [(i, row.name, checker.check(index, row)) for i, (index, row) in enumerate(batch)]
-        with translated():
-            if not staged:
-                conn.execute(_CREATE_STAGE)
-                staged = True
-            # emptied every time: an earlier call in this transaction may have
-            # stopped between its COPY and its INSERT
-            conn.execute(_EMPTY_STAGE)
-        _copy(conn, records)
-        with translated():
-            conn.execute(_INSERT_FROM_STAGE, params)
+        _copy_batch(conn, batch, checker, fixed)
         total += len(batch)
         if on_batch is not None:
             on_batch(total)
-    if staged:
-        with translated():
-            conn.execute(_EMPTY_STAGE)
     return total

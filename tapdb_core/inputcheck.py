@@ -261,3 +261,13 @@ def checked_rows(rows: Iterable[object]) -> Iterator[Any]:
                 f"must be a name or a (name, properties) pair, got {type(row).__name__}",
             )
         yield row
+
+
+def is_plain_text(value: str) -> bool:
+    """The fast check of :func:`check_text` (True: nothing to report)."""
+    return _plain_text(value)
+
+
+def is_plain_json(value: object, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """The fast check of :func:`check_json` (True: nothing to report)."""
+    return _plain_json(value, max_depth)

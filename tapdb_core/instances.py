@@ -503,7 +503,13 @@ def create_many(
     """
     from tapdb_core.bulk import bulk_create
 
-    return bulk_create(conn, template_code, inputcheck.checked_rows(rows), batch_size=batch_size)
+    return bulk_create(
+        conn,
+        template_code,
+        inputcheck.checked_rows(rows),
+        batch_size=batch_size,
+        prechecked=True,
+    )
 
 
 # -- reading ---------------------------------------------------------------------------
