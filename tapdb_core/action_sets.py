@@ -9,22 +9,29 @@ canonical JSON of its ``action_groups``, which live once in the immutable
 counted) gives the instance its own copy (:mod:`tapdb_core.actions`).
 
 This module splits documents for writing (:class:`Splitter`) and puts them
-back together for reading (:func:`instance_columns`, :func:`effective_sql`).
+back together for reading: :func:`instances` in Python (each distinct set is
+fetched and decoded once per process), :func:`effective_json_addl` /
+:func:`effective_sql` (and the SQL function ``tapdb_instance_json_addl``) in
+the database.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import marshal
+import threading
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
-from sqlalchemy import ColumnElement, Table, case, func, select
+from sqlalchemy import ColumnElement, Connection, Table, case, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from tapdb_core.errors import TapdbError
 from tapdb_core.tables import action_set
 from tapdb_core.tables import generic_instance as gi
+from tapdb_core.values import Instance
 
 __all__ = [
     "ACTION_GROUPS",
@@ -33,7 +40,10 @@ __all__ = [
     "digest",
     "effective_json_addl",
     "effective_sql",
+    "instance",
     "instance_columns",
+    "instance_sql_columns",
+    "instances",
 ]
 
 ACTION_GROUPS: Final = "action_groups"
@@ -104,7 +114,9 @@ class Splitter:
 
 def effective_json_addl(table: Table | Any = gi) -> ColumnElement[Any]:
     """The ``json_addl`` an instance row stands for, as a column expression of
-    ``table`` (``generic_instance`` or an alias of it), labelled ``json_addl``."""
+    ``table`` (``generic_instance`` or an alias of it), labelled ``json_addl``.
+    For SQL that needs the whole document in the database; the library's own
+    reads use :func:`instance_columns` and :func:`instances`."""
     groups = (
         select(action_set.c.action_groups)
         .where(action_set.c.digest == table.c.action_set_digest)
@@ -116,13 +128,6 @@ def effective_json_addl(table: Table | Any = gi) -> ColumnElement[Any]:
     return case((table.c.action_set_digest.is_(None), table.c.json_addl), else_=merged).label(
         "json_addl"
     )
-
-
-def instance_columns(table: Table | Any = gi) -> Sequence[ColumnElement[Any]]:
-    """The columns to read instances with: every column of ``table`` but the
-    stored ``json_addl``/``action_set_digest``, plus the effective ``json_addl``."""
-    plain = [c for c in table.c if c.name not in ("json_addl", "action_set_digest")]
-    return [*plain, effective_json_addl(table)]
 
 
 def effective_sql(alias: str) -> str:
@@ -138,9 +143,88 @@ def effective_sql(alias: str) -> str:
     )
 
 
+# -- reading instances -------------------------------------------------------------------
+#
+# Rows are read as stored (own json_addl and the digest): a set's JSON crosses the
+# wire and is decoded once per process, not once per row. Sets never change, so
+# the decoded copy kept here (as marshal bytes: a fresh, independent copy per
+# instance costs a few microseconds) is never stale.
+
+_sets_lock = threading.Lock()
+_sets: dict[tuple[str, str], bytes] = {}
+#: distinct sets remembered per process (templates x versions: usually dozens)
+_SETS_LIMIT: Final = 10_000
+
+
+def instance_columns(table: Table | Any = gi) -> Sequence[ColumnElement[Any]]:
+    """Every column of ``table`` (``generic_instance`` or an alias), the stored
+    ``json_addl`` and ``action_set_digest`` included: turn such rows into values
+    with :func:`instances` / :func:`instance`."""
+    return list(table.c)
+
+
 def instance_sql_columns(alias: str) -> str:
-    """SQL select-list of every instance column of ``alias``, ``json_addl`` effective."""
-    plain = ", ".join(
-        f"{alias}.{c.name}" for c in gi.c if c.name not in ("json_addl", "action_set_digest")
-    )
-    return f"{plain}, {effective_sql(alias)} AS json_addl"
+    """SQL select-list of every instance column of ``alias`` (see :func:`instance_columns`)."""
+    if not alias.isidentifier():
+        raise ValueError(f"not an SQL alias: {alias!r}")
+    return ", ".join(f"{alias}.{c.name}" for c in gi.c)
+
+
+def _db_key(conn: Connection) -> str:
+    return conn.engine.url.render_as_string(hide_password=True)
+
+
+def _known_sets(conn: Connection, digests: set[str]) -> dict[str, bytes]:
+    """The marshalled ``action_groups`` of each digest, read once per process."""
+    key = _db_key(conn)
+    with _sets_lock:
+        found = {d: _sets[(key, d)] for d in digests if (key, d) in _sets}
+    missing = digests - found.keys()
+    if missing:
+        rows = conn.execute(
+            select(action_set.c.digest, action_set.c.action_groups).where(
+                action_set.c.digest.in_(sorted(missing))
+            )
+        ).all()
+        fetched = {r.digest: marshal.dumps(r.action_groups) for r in rows}
+        if missing - fetched.keys():  # pragma: no cover - the foreign key forbids it
+            raise TapdbError(f"action sets missing: {', '.join(sorted(missing - fetched.keys()))}")
+        with _sets_lock:
+            if len(_sets) + len(fetched) > _SETS_LIMIT:
+                _sets.clear()
+            _sets.update({(key, d): b for d, b in fetched.items()})
+        found.update(fetched)
+    return found
+
+
+def _value(mapping: Mapping[str, Any], sets: Mapping[str, bytes]) -> Instance:
+    digest = mapping.get("action_set_digest")
+    if digest is None:
+        return Instance.from_row(mapping)
+    data = dict(mapping)
+    # bytes this process marshalled itself (never input)
+    groups = marshal.loads(sets[digest])  # noqa: S302
+    data["json_addl"] = {**mapping["json_addl"], ACTION_GROUPS: groups}
+    data["action_set_digest"] = None
+    return Instance.from_row(data)
+
+
+def _mapping(row: Any) -> Mapping[str, Any]:
+    mapping = getattr(row, "_mapping", row)
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"expected a row or mapping, got {type(row).__name__}")
+    return mapping
+
+
+def instances(conn: Connection, rows: Iterable[Any]) -> list[Instance]:
+    """Values of instance rows read with :func:`instance_columns` (extra columns
+    are ignored), each with its whole ``json_addl``."""
+    mappings = [_mapping(r) for r in rows]
+    digests = {m.get("action_set_digest") for m in mappings} - {None}
+    sets = _known_sets(conn, {str(d) for d in digests}) if digests else {}
+    return [_value(m, sets) for m in mappings]
+
+
+def instance(conn: Connection, row: Any) -> Instance:
+    """The value of one instance row (see :func:`instances`)."""
+    return instances(conn, [row])[0]

@@ -387,7 +387,7 @@ def _locked_target(session: Connection, euid: str) -> Instance:
         ).one_or_none()
     if row is None:
         raise InstanceNotFoundError(f"instance {euid} not found")
-    return Instance.from_row(row)
+    return action_sets.instance(session, row)
 
 
 def _stored_definition(

@@ -218,7 +218,7 @@ def _write_json_addl(conn: Connection, base: Instance, wanted: Mapping[str, Any]
         ).one_or_none()
         if row is None:
             raise InstanceNotFoundError(f"instance {base.euid} not found")
-        current = Instance.from_row(row)
+        current = action_sets.instance(conn, row)
         merged = _rebased(current.json_addl, base.json_addl, wanted)
         if json_equal(merged, current.json_addl):
             return current
@@ -231,7 +231,7 @@ def _write_json_addl(conn: Connection, base: Instance, wanted: Mapping[str, Any]
             .values(json_addl=merged)
             .returning(*action_sets.instance_columns())
         ).one()
-    return Instance.from_row(row)
+    return action_sets.instance(conn, row)
 
 
 def _check_status(value: object) -> str:
@@ -261,7 +261,7 @@ def _instance_by_uuid(conn: Connection, uuid: int) -> Instance:
         ).one_or_none()
     if row is None:  # pragma: no cover - edges keep their ends (foreign keys, soft delete)
         raise InstanceNotFoundError(f"instance with uuid {uuid} not found")
-    return Instance.from_row(row)
+    return action_sets.instance(conn, row)
 
 
 _INSTANCE_SETTABLE: Final = frozenset({"bstatus", "json_addl", "properties"})
@@ -448,11 +448,14 @@ class InstanceObject:
             wanted = {getattr(e, theirs) for e in edges}
             # soft-deleted ends are left out, as walks leave them out
             others = {
-                row.uuid: Instance.from_row(row)
-                for row in conn.execute(
-                    select(*action_sets.instance_columns()).where(
-                        gi.c.uuid.in_(wanted), gi.c.is_deleted.is_(False)
-                    )
+                value.uuid: value
+                for value in action_sets.instances(
+                    conn,
+                    conn.execute(
+                        select(*action_sets.instance_columns()).where(
+                            gi.c.uuid.in_(wanted), gi.c.is_deleted.is_(False)
+                        )
+                    ),
                 )
             }
         found = []

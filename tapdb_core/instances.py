@@ -524,7 +524,7 @@ def get(conn: Connection, euid: str, *, include_deleted: bool = False) -> Instan
     row = conn.execute(query).one_or_none()
     if row is None:
         raise InstanceNotFoundError(f"instance {euid} not found")
-    return Instance.from_row(row)
+    return action_sets.instance(conn, row)
 
 
 def find(
@@ -588,7 +588,7 @@ def find(
     query = query.order_by(gi.c.uuid).offset(offset)
     if limit is not None:
         query = query.limit(limit)
-    return [Instance.from_row(r) for r in conn.execute(query)]
+    return action_sets.instances(conn, conn.execute(query))
 
 
 def lock_templates(conn: Connection, templates: Iterable[Template]) -> None:
@@ -648,7 +648,7 @@ def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]
             "properties must be an object",
             [Violation(path="/properties", message=type(properties).__name__)],
         )
-    current = Instance.from_row(_locked(conn, euid))
+    current = action_sets.instance(conn, _locked(conn, euid))
     new_addl = deep_merge(current.json_addl, {"properties": dict(properties)})
     template = _template_of(conn, current)
     lock_templates(conn, [template])
@@ -659,7 +659,7 @@ def update_properties(conn: Connection, euid: str, properties: Mapping[str, Any]
         .values(json_addl=new_addl)
         .returning(*action_sets.instance_columns())
     ).one()
-    return Instance.from_row(row)
+    return action_sets.instance(conn, row)
 
 
 def set_status(conn: Connection, euid: str, bstatus: str) -> Instance:
@@ -676,7 +676,7 @@ def set_status(conn: Connection, euid: str, bstatus: str) -> Instance:
         .values(bstatus=bstatus)
         .returning(*action_sets.instance_columns())
     ).one()
-    return Instance.from_row(row)
+    return action_sets.instance(conn, row)
 
 
 _CASCADE_TARGETS = text(
@@ -757,7 +757,7 @@ def get_or_create_singleton(
             .order_by(gi.c.uuid.desc())
             .limit(1)
         ).one_or_none()
-        return None if row is None else Instance.from_row(row)
+        return None if row is None else action_sets.instance(conn, row)
 
     found = existing()
     if found is not None:

@@ -230,15 +230,15 @@ def _walk(
             "types": list(relationship_types) if relationship_types else None,
             "max_depth": max_depth,
         },
-    )
+    ).all()
     return [
         Related(
-            instance=Instance.from_row(r),
+            instance=value,
             depth=r.walk_depth,
             relationship_type=r.walk_relationship_type,
             via_euid=r.walk_via,
         )
-        for r in rows
+        for r, value in zip(rows, action_sets.instances(conn, rows), strict=True)
     ]
 
 
@@ -349,8 +349,10 @@ def path(
         chain.append(came_from[chain[-1]])
     chain.reverse()
     found = {
-        r.uuid: Instance.from_row(r)
-        for r in conn.execute(select(*action_sets.instance_columns()).where(gi.c.uuid.in_(chain)))
+        value.uuid: value
+        for value in action_sets.instances(
+            conn, conn.execute(select(*action_sets.instance_columns()).where(gi.c.uuid.in_(chain)))
+        )
     }
     # the ends may be Instance objects read before they were deleted
     if not include_deleted and any(i.is_deleted for i in found.values()):

@@ -97,13 +97,13 @@ class Instance:
 
     @classmethod
     def from_row(cls, row: Any) -> Instance:
-        """The instance of a row read with :func:`tapdb_core.action_sets.instance_columns`
-        (a raw row that references an action set would lack its ``action_groups``)."""
+        """The instance of a row that holds its own ``action_groups``; rows that
+        reference an action set go through :func:`tapdb_core.action_sets.instances`."""
         mapping = getattr(row, "_mapping", row)
         if mapping.get("action_set_digest") is not None:
             raise TapdbError(
                 "internal error: an instance row was read without its action set"
-                " (read instances with tapdb_core.action_sets.instance_columns)"
+                " (read instances with tapdb_core.action_sets.instances)"
             )
         return structure_row(cls, row)
 

@@ -167,7 +167,8 @@ def instance_page(
     if after is not None:
         query = query.where(gi.c.uuid < after)
     rows = conn.execute(query.order_by(gi.c.uuid.desc()).limit(limit + 1)).all()
-    return _page(rows, limit, Instance.from_row)
+    values = iter(action_sets.instances(conn, rows[:limit]))
+    return _page(rows, limit, lambda _row: next(values))
 
 
 # -- search ------------------------------------------------------------------------
@@ -270,7 +271,7 @@ def neighbours(
     for r in rows[:limit]:
         m = r._mapping
         edge = Lineage.from_row({c.name: m[f"e_{c.name}"] for c in gl.c})
-        out.append(Neighbour(instance=Instance.from_row(m), edge=edge))
+        out.append(Neighbour(instance=action_sets.instance(conn, m), edge=edge))
     return out, len(rows) > limit
 
 

@@ -428,3 +428,15 @@ def test_downgrade_gives_every_instance_its_copy_back(empty_db_url: URL) -> None
             assert isinstance(made.json_addl["action_groups"], Mapping)
     finally:
         engine.dispose()
+
+
+def test_values_read_from_one_set_share_nothing(seeded_engine: Engine) -> None:
+    """Each set is decoded once per process; every value still gets its own copy."""
+    with seeded_engine.begin() as conn:
+        tree = instances.create_tree(conn, PLATE, "P-copies")
+        first, second = lineage.children(conn, tree.root.euid)[:2]
+        group, key = _first_action(first.instance)
+        first.instance.json_addl["action_groups"][group][key]["action_executed"] = 99
+        again = instances.get(conn, first.instance.euid)
+    assert second.instance.json_addl["action_groups"][group][key]["action_executed"] == 0
+    assert again.json_addl["action_groups"][group][key]["action_executed"] == 0
