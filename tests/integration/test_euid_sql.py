@@ -111,3 +111,33 @@ def test_extremes(sql: Connection) -> None:
         euid.encode("GX", 2**63)
     with pytest.raises(euid.EUIDError):
         euid.encode("GX", 0)
+
+
+# Revision 0005's expression, from the helper functions revision 0001 created
+_COMPOSED = (
+    "coalesce(:d || '-', '') || :p || '-' || tapdb_euid_body(s)"
+    " || substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', ((32 - (tapdb_euid_body_sum(s)"
+    " + tapdb_euid_tail_sum(coalesce(:d, '') || :p, tapdb_euid_digits(s) % 2)) % 32) % 32)::int"
+    " + 1, 1)"
+)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "domain"), [("CX", None), ("GX", "R7"), ("ABC", "Z1Y2"), ("ABCD", "ZZZZZZ")]
+)
+def test_the_digit_loop_equals_the_composed_expression_for_every_value(
+    sql: Connection, prefix: str, domain: str | None
+) -> None:
+    """Revision 0007's loop, over ranges and extremes (0 and negative values too,
+    which no sequence issues but a row may still hold)."""
+    mismatches = sql.execute(
+        text(
+            "SELECT count(*) FROM (SELECT g AS s FROM generate_series(-40000, 120000) g"
+            " UNION ALL SELECT unnest(ARRAY[9223372036854775807, -9223372036854775808,"
+            " 33554431, 33554432, 1099511627775, 1099511627776]::bigint[])) v"
+            f" WHERE tapdb_euid_format(:p, s, :d) IS DISTINCT FROM {_COMPOSED}"
+        ),
+        {"p": prefix, "d": domain},
+    ).scalar_one()
+    assert mismatches == 0
+    assert sql.execute(text("SELECT tapdb_euid_format(NULL, 5, NULL)")).scalar_one() is None
