@@ -12,9 +12,10 @@ are measured inside PostgreSQL with clock_timestamp(), so client round trips
 do not count.
 
 With ``--singles N`` it also breaks down one single-instance transaction (one
-row, the seed DNA sample's real json_addl of ~3.6 KB, materialised actions
-included): all triggers; without the audit INSERT trigger; the real table
-with a properties-only json_addl; the trigger-free floor.
+row of the seed DNA sample as the library stores it: its own json_addl and a
+reference to its action set): all triggers; without the audit INSERT trigger;
+all triggers with the ~3.6 KB of action definitions in the row, as before
+revision 0006; the trigger-free floor.
 
 Usage:
     python scripts/trigger_cost.py [--url URL] [--plates N] [--singles N]
@@ -116,9 +117,9 @@ DECLARE
     t0 timestamptz := clock_timestamp();
 BEGIN
     INSERT INTO {table} ({euid}euid_prefix, euid_seq, name, polymorphic_discriminator, category, type,
-                         subtype, version, template_uuid, json_addl)
+                         subtype, version, template_uuid, json_addl, action_set_digest)
     SELECT {euid_value}'CX', n, 'single', 'container_instance', 'container', 'well', 'bench-96', '1.0',
-           {tpl}, CAST({addl} AS jsonb)
+           {tpl}, CAST({addl} AS jsonb), {digest}
       FROM (SELECT nextval('{seq}') AS n) s;
     PERFORM set_config('bench.elapsed', (extract(epoch FROM clock_timestamp() - t0) * 1000)::text, true);
 END $$;
@@ -131,15 +132,16 @@ def _quote(value: str) -> str:
 
 def single_breakdown(conn: Connection, tpl: int, n: int) -> dict[str, float]:
     """Median server-side ms of one single-instance transaction per configuration."""
-    from tapdb_core import instances
+    from tapdb_core import action_sets, instances
     from tapdb_core.packs import seed_packs
 
     with conn.begin():
         seed_packs(conn)
-        addl = instances.plan(
-            conn, "content/sample/dna/1.0/", "x", create_children=False
-        ).root.json_addl
-    full, lean = _quote(json.dumps(addl)), _quote(json.dumps({"properties": addl["properties"]}))
+        # the library stores the sample's action set once (this creates it)
+        addl = instances.create(conn, "content/sample/dna/1.0/", "x").json_addl
+    own, digest = action_sets.Splitter().split(addl)
+    stored, full = _quote(json.dumps(own)), _quote(json.dumps(addl))
+    reference = _quote(digest) if digest else "NULL"
     real = {
         "table": "generic_instance",
         "euid": "",
@@ -155,10 +157,19 @@ def single_breakdown(conn: Connection, tpl: int, n: int) -> dict[str, float]:
         "seq": "floor_seq",
     }
     configs = {
-        "all tapdb triggers": (SINGLE.format(**real, addl=full), False),
-        "without the audit INSERT trigger": (SINGLE.format(**real, addl=full), True),
-        "all triggers, properties-only json_addl": (SINGLE.format(**real, addl=lean), False),
-        "floor (no triggers, no generated column)": (SINGLE.format(**floor, addl=full), False),
+        "all tapdb triggers": (SINGLE.format(**real, addl=stored, digest=reference), False),
+        "without the audit INSERT trigger": (
+            SINGLE.format(**real, addl=stored, digest=reference),
+            True,
+        ),
+        "all triggers, actions in the row (pre-0006)": (
+            SINGLE.format(**real, addl=full, digest="NULL"),
+            False,
+        ),
+        "floor (no triggers, no generated column)": (
+            SINGLE.format(**floor, addl=stored, digest=reference),
+            False,
+        ),
     }
     times: dict[str, list[float]] = {k: [] for k in configs}
     for round_ in range(n + 10):  # interleaved; the first ten warm up
