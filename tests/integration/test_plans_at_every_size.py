@@ -1,0 +1,57 @@
+"""Trigger functions keep good plans as their tables grow under a long-lived connection.
+
+plpgsql caches a generic plan per session after a few executions. A plan made
+while a table was tiny (a sequential scan is cheapest then) was kept by
+pooled connections while the table grew: the cycle guard's "is any child
+older than this transaction" check scanned all of generic_instance for every
+link (measured: 4 ms at 6,000 instances, 26 ms at 55,000, linear beyond).
+These tests capture the plans the functions really run (auto_explain of
+nested statements) after the table has grown under the same connection.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, text
+
+from tapdb_core import instances, lineage
+
+DNA = "content/sample/dna/1.0/"
+
+
+def _explaining(conn: Connection) -> list[str]:
+    """Capture the plan of every nested statement this session runs from now on."""
+    conn.execute(text("LOAD 'auto_explain'"))
+    for setting, value in (
+        ("auto_explain.log_min_duration", "0"),
+        ("auto_explain.log_nested_statements", "on"),
+        ("auto_explain.log_level", "notice"),
+        ("client_min_messages", "notice"),
+    ):
+        conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
+    plans: list[str] = []
+    conn.connection.driver_connection.add_notice_handler(  # type: ignore[union-attr]
+        lambda diag: plans.append(diag.message_primary or "")
+    )
+    return plans
+
+
+def test_the_cycle_guard_probes_by_index_after_the_table_grew(seeded_engine: Engine) -> None:
+    with seeded_engine.connect() as conn:
+        # a tiny table: the session plans (and caches) the guard's statements now
+        with conn.begin():
+            few = [instances.create(conn, DNA, f"early-{i}") for i in range(4)]
+        for i in range(8):
+            with conn.begin():
+                lineage.link(conn, few[i % 2].euid, few[2 + i % 2].euid, f"early-{i}")
+        # the table grows elsewhere, as it does under a long-lived pooled connection
+        with seeded_engine.begin() as other:
+            instances.create_many(other, DNA, (f"bulk-{i}" for i in range(20_000)))
+        with conn.begin():
+            late = [instances.create(conn, DNA, f"late-{i}") for i in range(2)]
+        with conn.begin():
+            plans = _explaining(conn)
+            lineage.link(conn, few[0].euid, late[0].euid, "late")
+            lineage.link(conn, late[1].euid, few[1].euid, "late")
+    guard = [p for p in plans if "created_xid" in p]
+    assert guard, plans
+    assert not [p for p in guard if "Seq Scan on generic_instance" in p], guard
