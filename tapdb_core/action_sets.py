@@ -17,11 +17,13 @@ the database.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import marshal
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -197,16 +199,19 @@ def _known_sets(conn: Connection, digests: set[str]) -> dict[str, bytes]:
     return found
 
 
+_INSTANCE_FIELDS: Final = tuple(f.name for f in attrs.fields(Instance))
+
+
 def _value(mapping: Mapping[str, Any], sets: Mapping[str, bytes]) -> Instance:
     digest = mapping.get("action_set_digest")
     if digest is None:
         return Instance.from_row(mapping)
-    data = dict(mapping)
     # bytes this process marshalled itself (never input)
     groups = marshal.loads(sets[digest])  # noqa: S302
-    data["json_addl"] = {**mapping["json_addl"], ACTION_GROUPS: groups}
-    data["action_set_digest"] = None
-    return Instance.from_row(data)
+    fields = {name: mapping[name] for name in _INSTANCE_FIELDS}
+    fields["json_addl"] = {**mapping["json_addl"], ACTION_GROUPS: groups}
+    # the row's columns have the fields' types already (psycopg decoded them)
+    return Instance(**fields)
 
 
 def _mapping(row: Any) -> Mapping[str, Any]:
@@ -219,10 +224,29 @@ def _mapping(row: Any) -> Mapping[str, Any]:
 def instances(conn: Connection, rows: Iterable[Any]) -> list[Instance]:
     """Values of instance rows read with :func:`instance_columns` (extra columns
     are ignored), each with its whole ``json_addl``."""
-    mappings = [_mapping(r) for r in rows]
-    digests = {m.get("action_set_digest") for m in mappings} - {None}
-    sets = _known_sets(conn, {str(d) for d in digests}) if digests else {}
-    return [_value(m, sets) for m in mappings]
+    with collector_paused():
+        mappings = [_mapping(r) for r in rows]
+        digests = {m.get("action_set_digest") for m in mappings} - {None}
+        sets = _known_sets(conn, {str(d) for d in digests}) if digests else {}
+        return [_value(m, sets) for m in mappings]
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector paused while many values are built.
+
+    Thousands of instances of ~100 objects each (their action definitions):
+    the collector would run over and over on objects that are all alive
+    (measured: half the time of a 5,000-node walk), and none of them can form
+    a cycle. It is switched back on afterwards if it was on.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def instance(conn: Connection, row: Any) -> Instance:

@@ -223,23 +223,24 @@ def _walk(
     check_int("/max_depth", max_depth, minimum=1, optional=True)
     check_text_list("/relationship_types", relationship_types)
     root = _instance(conn, start, include_deleted)
-    rows = conn.execute(
-        text(_walk_sql(direction, include_deleted)),
-        {
-            "root": root.uuid,
-            "types": list(relationship_types) if relationship_types else None,
-            "max_depth": max_depth,
-        },
-    ).all()
-    return [
-        Related(
-            instance=value,
-            depth=r.walk_depth,
-            relationship_type=r.walk_relationship_type,
-            via_euid=r.walk_via,
-        )
-        for r, value in zip(rows, action_sets.instances(conn, rows), strict=True)
-    ]
+    with action_sets.collector_paused():
+        rows = conn.execute(
+            text(_walk_sql(direction, include_deleted)),
+            {
+                "root": root.uuid,
+                "types": list(relationship_types) if relationship_types else None,
+                "max_depth": max_depth,
+            },
+        ).all()
+        return [
+            Related(
+                instance=value,
+                depth=r.walk_depth,
+                relationship_type=r.walk_relationship_type,
+                via_euid=r.walk_via,
+            )
+            for r, value in zip(rows, action_sets.instances(conn, rows), strict=True)
+        ]
 
 
 def descendants(
