@@ -80,16 +80,38 @@ class SetRow:
     action_groups: Mapping[str, Any]
 
 
+# Digests (and marshalled copies) of action_groups dicts recently split, by
+# identity: plans share one dict per template (tapdb_core.planning), so a plate
+# or a stream of single instances hashes its actions once. The memo keeps each
+# dict alive, so an id is never reused while its entry exists.
+_memo_lock = threading.Lock()
+_memo: dict[int, tuple[Mapping[str, Any], str, bytes]] = {}
+_MEMO_LIMIT: Final = 256
+
+
+def _remembered(groups: Mapping[str, Any]) -> tuple[str, bytes]:
+    with _memo_lock:
+        hit = _memo.get(id(groups))
+    if hit is not None and hit[0] is groups:
+        return hit[1], hit[2]
+    found = digest(groups)
+    marshalled = marshal.dumps(dict(groups))
+    with _memo_lock:
+        if len(_memo) >= _MEMO_LIMIT:
+            _memo.clear()
+        _memo[id(groups)] = (groups, found, marshalled)
+    return found, marshalled
+
+
 class Splitter:
     """Splits the ``json_addl`` of new instances into what a row stores and a set.
 
     Documents of one tree or batch mostly share one ``action_groups`` (every
-    well of a plate): equal documents are recognised by equality, so each
-    distinct one is serialised and hashed once.
+    well of a plate): each distinct one is serialised and hashed once.
     """
 
     def __init__(self) -> None:
-        self._known: list[tuple[Mapping[str, Any], str]] = []
+        self._known: dict[str, Mapping[str, Any]] = {}
 
     def split(self, json_addl: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
         """(``json_addl`` without ``action_groups``, its set's digest); the
@@ -98,20 +120,28 @@ class Splitter:
         if not isinstance(groups, Mapping) or not groups:
             return dict(json_addl), None
         own = {k: v for k, v in json_addl.items() if k != ACTION_GROUPS}
-        for known, known_digest in self._known:
-            if known is groups or known == groups:
-                return own, known_digest
-        found = digest(groups)
-        self._known.append((groups, found))
+        found, _ = _remembered(groups)
+        self._known.setdefault(found, groups)
         return own, found
 
     def sets(self) -> list[SetRow]:
         """Every distinct set met so far."""
-        return [SetRow(d, g) for g, d in self._known]
+        return [SetRow(d, g) for d, g in self._known.items()]
 
     def sets_json(self) -> str:
         """:meth:`sets` as the JSON :data:`INSERT_SETS_CTE` reads."""
-        return json.dumps([{"digest": d, "action_groups": g} for g, d in self._known])
+        return json.dumps([{"digest": d, "action_groups": g} for d, g in self._known.items()])
+
+
+def own_copy(json_addl: Mapping[str, Any]) -> dict[str, Any]:
+    """``json_addl`` with an ``action_groups`` of its own (for a value handed out
+    when the planned document shares it)."""
+    groups = json_addl.get(ACTION_GROUPS)
+    if not isinstance(groups, Mapping) or not groups:
+        return dict(json_addl)
+    _, marshalled = _remembered(groups)
+    # bytes this process marshalled itself (never input)
+    return {**json_addl, ACTION_GROUPS: marshal.loads(marshalled)}  # noqa: S302
 
 
 def effective_json_addl(table: Table | Any = gi) -> ColumnElement[Any]:

@@ -270,7 +270,11 @@ def bulk_create(
         )
     template = _locked_template(conn, template_code)
     base = plan_instance(
-        lambda code: get_template(conn, code), template.template_code, "bulk", create_children=False
+        lambda code: get_template(conn, code),
+        template.template_code,
+        "bulk",
+        create_children=False,
+        share_actions=True,  # only read here
     ).root
     # every row shares the template's action set: stored once, referenced by each
     splitter = action_sets.Splitter()

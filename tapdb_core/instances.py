@@ -242,6 +242,8 @@ def _plan(
         name,
         properties,
         create_children=create_children,
+        # the write hands out values with their own copies (action_sets.own_copy)
+        share_actions=for_write,
     )
 
 
@@ -320,7 +322,7 @@ def _write_in_one_statement(
             subtype=n.template.subtype,
             version=n.template.version,
             template_uuid=n.template.uuid,
-            json_addl=n.json_addl,
+            json_addl=action_sets.own_copy(n.json_addl),
             bstatus=n.bstatus,
             is_singleton=n.is_singleton,
             is_deleted=False,
@@ -420,7 +422,7 @@ def _write_in_three_statements(conn: Connection, planned: InstancePlan) -> Creat
             subtype=row["subtype"],
             version=row["version"],
             template_uuid=row["template_uuid"],
-            json_addl=node.json_addl,
+            json_addl=action_sets.own_copy(node.json_addl),
             bstatus=row["bstatus"],
             is_singleton=row["is_singleton"],
             is_deleted=False,

@@ -440,3 +440,24 @@ def test_values_read_from_one_set_share_nothing(seeded_engine: Engine) -> None:
         again = instances.get(conn, first.instance.euid)
     assert second.instance.json_addl["action_groups"][group][key]["action_executed"] == 0
     assert again.json_addl["action_groups"][group][key]["action_executed"] == 0
+
+
+def test_created_values_and_plans_never_share_their_action_definitions(
+    seeded_engine: Engine,
+) -> None:
+    """Plans share one materialised copy per template internally; nothing handed
+    out shares it, so changing a value cannot reach another value or a later write."""
+    with seeded_engine.begin() as conn:
+        tree = instances.create_tree(conn, PLATE, "P-own")
+        first, second = tree.instances[1], tree.instances[2]
+        group, key = _first_action(first)
+        first.json_addl["action_groups"][group][key]["action_executed"] = 42
+        planned = instances.plan(conn, PLATE, "P-plan")
+        planned.nodes[1].json_addl["action_groups"][group][key]["comment"] = "changed"
+        later = instances.create_tree(conn, PLATE, "P-later")
+        stored = _stored(conn, later.instances[1].euid)
+    assert second.json_addl["action_groups"][group][key]["action_executed"] == 0
+    assert "comment" not in planned.nodes[2].json_addl["action_groups"][group][key]
+    well = later.instances[1].json_addl["action_groups"][group][key]
+    assert well["action_executed"] == 0 and "comment" not in well
+    assert stored.effective["action_groups"][group][key]["action_executed"] == 0
