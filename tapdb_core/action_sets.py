@@ -30,6 +30,7 @@ import attrs
 from sqlalchemy import ColumnElement, Connection, Table, case, func, select
 from sqlalchemy.dialects.postgresql import JSONB
 
+from tapdb_core import template_cache
 from tapdb_core.errors import TapdbError
 from tapdb_core.tables import action_set
 from tapdb_core.tables import generic_instance as gi
@@ -202,8 +203,7 @@ def instance_sql_columns(alias: str) -> str:
     return ", ".join(f"{alias}.{c.name}" for c in gi.c)
 
 
-def _db_key(conn: Connection) -> str:
-    return conn.engine.url.render_as_string(hide_password=True)
+_db_key = template_cache.database_key
 
 
 def _known_sets(conn: Connection, digests: set[str]) -> dict[str, bytes]:
