@@ -163,12 +163,19 @@ _TREE_EDGES: Final = """,
           JOIN ins c ON c.euid_prefix = rc.euid_prefix AND c.euid_seq = rc.euid_seq
         RETURNING *
     )"""
+# One result for both: instance rows carry their plan position (ord), edge rows
+# their columns (e_*), as plain columns (no JSON to encode and decode again).
 _TREE_NODES_OUT: Final = """
-    SELECT r.ord, ins.uuid, ins.euid, ins.created_dt, ins.modified_dt, NULL::jsonb AS edge
+    SELECT r.ord, ins.uuid, ins.euid, ins.created_dt, ins.modified_dt,
+           NULL::bigint AS e_parent, NULL::bigint AS e_child, NULL::text AS e_type,
+           NULL::text AS e_name, NULL::text AS e_parent_type, NULL::text AS e_child_type,
+           NULL::jsonb AS e_json_addl, NULL::boolean AS e_is_deleted
       FROM ins JOIN r ON r.euid_prefix = ins.euid_prefix AND r.euid_seq = ins.euid_seq"""
 _TREE_EDGES_OUT: Final = """
     UNION ALL
-    SELECT NULL, NULL, NULL, NULL, NULL, to_jsonb(edges) FROM edges"""
+    SELECT NULL, e.uuid, e.euid, e.created_dt, NULL, e.parent_instance_uuid, e.child_instance_uuid,
+           e.relationship_type, e.name, e.parent_type, e.child_type, e.json_addl, e.is_deleted
+      FROM edges e"""
 
 # A whole tree in one statement, for plans whose names need no EUID (the
 # common case: a plate's wells are named after the plate's name): the
@@ -332,21 +339,27 @@ def _write_in_one_statement(
         for i, n in enumerate(nodes)
     )
     by_ends = {
-        (
-            r.edge["parent_instance_uuid"],
-            r.edge["child_instance_uuid"],
-            r.edge["relationship_type"],
-        ): r.edge
+        (r.e_parent, r.e_child, r.e_type): Lineage(
+            uuid=r.uuid,
+            euid=r.euid,
+            name=r.e_name,
+            parent_instance_uuid=r.e_parent,
+            child_instance_uuid=r.e_child,
+            relationship_type=r.e_type,
+            parent_type=r.e_parent_type,
+            child_type=r.e_child_type,
+            json_addl=r.e_json_addl,
+            is_deleted=r.e_is_deleted,
+            created_dt=r.created_dt,
+        )
         for r in result
         if r.ord is None
     }
     # in plan order, as the three-statement path returns them
     lineages = tuple(
-        Lineage.from_row(
-            by_ends[
-                (instances[e.parent_index].uuid, instances[e.child_index].uuid, e.relationship_type)
-            ]
-        )
+        by_ends[
+            (instances[e.parent_index].uuid, instances[e.child_index].uuid, e.relationship_type)
+        ]
         for e in planned.edges
     )
     return CreatedTree(root=instances[0], instances=instances, lineages=lineages)
@@ -461,19 +474,21 @@ def create_tree(
     create_children: bool = True,
 ) -> CreatedTree:
     """Create an instance and, from its template's layouts, its whole child tree."""
-    planned = _plan(
-        conn, template_code, name, properties, create_children=create_children, for_write=True
-    )
-    try:
-        # the template check is write_plan's first statement and fails in
-        # Python, not in the database: the transaction stays usable
-        return write_plan(conn, planned)
-    except StaleTemplateError:
-        # A template changed after it was cached: plan again from the live rows
-        # (validated against the new rules). A second change in between is
-        # left to the caller's retry.
-        planned = plan(conn, template_code, name, properties, create_children=create_children)
-        return write_plan(conn, planned)
+    # a plate builds thousands of small objects, all alive until returned
+    with action_sets.collector_paused():
+        planned = _plan(
+            conn, template_code, name, properties, create_children=create_children, for_write=True
+        )
+        try:
+            # the template check is write_plan's first statement and fails in
+            # Python, not in the database: the transaction stays usable
+            return write_plan(conn, planned)
+        except StaleTemplateError:
+            # A template changed after it was cached: plan again from the live rows
+            # (validated against the new rules). A second change in between is
+            # left to the caller's retry.
+            planned = plan(conn, template_code, name, properties, create_children=create_children)
+            return write_plan(conn, planned)
 
 
 def create(
