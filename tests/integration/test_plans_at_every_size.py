@@ -55,3 +55,56 @@ def test_the_cycle_guard_probes_by_index_after_the_table_grew(seeded_engine: Eng
     guard = [p for p in plans if "created_xid" in p]
     assert guard, plans
     assert not [p for p in guard if "Seq Scan on generic_instance" in p], guard
+
+
+def _statements(plans: list[str], marker: str) -> list[str]:
+    return [p for p in plans if marker in p]
+
+
+def test_a_big_first_update_does_not_make_later_soft_deletes_jit_compile(
+    seeded_engine: Engine,
+) -> None:
+    """Revision 0009: the audit trigger's transition-table estimates froze at the
+    session's first UPDATE; after a big one every one-row audit statement (each row
+    of a soft DELETE) was JIT-compiled, ~300 ms a row."""
+    with seeded_engine.begin() as conn:
+        instances.create_many(conn, DNA, (f"status-{i}" for i in range(3_000)))
+    with seeded_engine.connect() as conn:
+        with conn.begin():
+            conn.execute(
+                text("SET LOCAL jit_above_cost = 100000")
+            )  # the server default, explicitly
+            conn.execute(
+                text("UPDATE generic_instance SET bstatus = 'active' WHERE name LIKE 'status-%'")
+            )
+            plans = _explaining(conn)
+            conn.execute(
+                text(
+                    "DELETE FROM generic_instance WHERE uuid IN (SELECT uuid FROM generic_instance"
+                    " WHERE name LIKE 'status-%' ORDER BY uuid LIMIT 5)"
+                )
+            )
+    audited = _statements(plans, "INSERT INTO audit_log")
+    assert len(audited) >= 5, plans
+    assert not [p for p in audited if "JIT:" in p], audited
+
+
+def test_a_small_first_update_does_not_make_a_later_big_one_quadratic(
+    seeded_engine: Engine,
+) -> None:
+    with seeded_engine.begin() as conn:
+        made = [instances.create(conn, DNA, f"first-{i}") for i in range(2)]
+        instances.create_many(conn, DNA, (f"many-{i}" for i in range(3_000)))
+    with seeded_engine.connect() as conn:
+        with conn.begin():
+            conn.execute(
+                text("UPDATE generic_instance SET bstatus = 'one' WHERE euid = :e"),
+                {"e": made[0].euid},
+            )
+            plans = _explaining(conn)
+            conn.execute(
+                text("UPDATE generic_instance SET bstatus = 'many' WHERE name LIKE 'many-%'")
+            )
+    (audit,) = [p for p in _statements(plans, "INSERT INTO audit_log") if "old_rows" in p]
+    assert "Hash Join" in audit or "Merge Join" in audit, audit
+    assert "JIT:" not in audit
