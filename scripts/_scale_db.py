@@ -10,8 +10,8 @@ ones), in this shape:
 * audit history: every insert, a status change on 10% of the samples;
 * 2% of the instances soft-deleted.
 
-json_addl is the planned one of each template (materialised actions
-included); the build writes set-based SQL, not through the library (no Python
+json_addl is the planned one of each template, stored as the library stores
+it (own keys, action definitions by reference to their shared set); the build writes set-based SQL, not through the library (no Python
 schema validation), so a million rows build in minutes.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
-from tapdb_core import instances, migrate
+from tapdb_core import action_sets, instances, migrate
 from tapdb_core.packs import seed_packs
 from tapdb_core.pgruntime import temporary_cluster
 
@@ -38,7 +38,7 @@ FANOUT, SUBTREE_DEPTH = 3, 6
 
 _COLUMNS = (
     "uuid, euid_prefix, euid_seq, name, polymorphic_discriminator, category, type, subtype,"
-    " version, template_uuid, json_addl, bstatus"
+    " version, template_uuid, json_addl, action_set_digest, bstatus"
 )
 
 
@@ -58,6 +58,8 @@ def _kinds(conn: Connection) -> dict[str, dict[str, Any]]:
     """Template columns and planned json_addl of plate, well and sample."""
     plate_plan = instances.plan(conn, PLATE, "p")
     well = plate_plan.nodes[1].template
+    # stored as the library stores them: own keys, action definitions by reference
+    splitter = action_sets.Splitter()
     out = {}
     for key, tpl, addl in (
         ("plate", plate_plan.root.template, plate_plan.root.json_addl),
@@ -73,8 +75,10 @@ def _kinds(conn: Connection) -> dict[str, dict[str, Any]]:
             "t": tpl.type,
             "s": tpl.subtype,
             "v": tpl.version,
-            "addl": json.dumps(addl),
+            "addl": json.dumps(splitter.split(addl)[0]),
+            "digest": splitter.split(addl)[1],
         }
+    conn.execute(text(action_sets.INSERT_SETS_CTE + " SELECT 1"), {"sets": splitter.sets_json()})
     return out
 
 
@@ -90,7 +94,7 @@ def _insert(conn: Connection, kind: dict[str, Any], uuids: str, name: str, props
             f"INSERT INTO generic_instance ({_COLUMNS})"
             f" SELECT {uuids}, :prefix, nextval(CAST(:seq AS regclass)), {name}, :disc, :c, :t,"
             " :s, :v, :tpl, jsonb_set(CAST(:addl AS jsonb), '{properties}',"
-            f" (CAST(:addl AS jsonb) -> 'properties') || {props}), 'created'"
+            f" (CAST(:addl AS jsonb) -> 'properties') || {props}), :digest, 'created'"
             " FROM generate_series(0, :n - 1) g ORDER BY g"
         ),
         {**kind, "n": kind["n"]},

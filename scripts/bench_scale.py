@@ -11,9 +11,10 @@ tables and every trigger on (so audit rows are the real ones), in this shape:
 * audit history: every insert, a status change on 10% of the samples;
 * 2% of the instances soft-deleted (through DELETE, as users do).
 
-json_addl is the planned one of each template (materialised actions
-included); the build writes set-based SQL, not through the library (no Python
-schema validation), so a million rows build in minutes.
+json_addl is the planned one of each template, stored as the library stores
+it (own keys, action definitions by reference to their shared set); the build
+writes set-based SQL, not through the library (no Python schema validation),
+so a million rows build in minutes.
 
 Then, per size, p50/p95 of each query through the library API (random live
 targets, one connection), beside the floor of one round trip (SELECT 1) in
