@@ -86,22 +86,24 @@ class SetRow:
 # or a stream of single instances hashes its actions once. The memo keeps each
 # dict alive, so an id is never reused while its entry exists.
 _memo_lock = threading.Lock()
-_memo: dict[int, tuple[Mapping[str, Any], str, bytes]] = {}
+_memo: dict[int, tuple[Mapping[str, Any], str, bytes, str]] = {}
 _MEMO_LIMIT: Final = 256
 
 
-def _remembered(groups: Mapping[str, Any]) -> tuple[str, bytes]:
+def _remembered(groups: Mapping[str, Any]) -> tuple[str, bytes, str]:
+    """(digest, marshalled copy, the set row as JSON) of an ``action_groups`` dict."""
     with _memo_lock:
         hit = _memo.get(id(groups))
     if hit is not None and hit[0] is groups:
-        return hit[1], hit[2]
+        return hit[1], hit[2], hit[3]
     found = digest(groups)
     marshalled = marshal.dumps(dict(groups))
+    row = json.dumps({"digest": found, "action_groups": groups})
     with _memo_lock:
         if len(_memo) >= _MEMO_LIMIT:
             _memo.clear()
-        _memo[id(groups)] = (groups, found, marshalled)
-    return found, marshalled
+        _memo[id(groups)] = (groups, found, marshalled, row)
+    return found, marshalled, row
 
 
 class Splitter:
@@ -113,6 +115,7 @@ class Splitter:
 
     def __init__(self) -> None:
         self._known: dict[str, Mapping[str, Any]] = {}
+        self._rows: dict[str, str] = {}
 
     def split(self, json_addl: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
         """(``json_addl`` without ``action_groups``, its set's digest); the
@@ -121,8 +124,9 @@ class Splitter:
         if not isinstance(groups, Mapping) or not groups:
             return dict(json_addl), None
         own = {k: v for k, v in json_addl.items() if k != ACTION_GROUPS}
-        found, _ = _remembered(groups)
+        found, _, row = _remembered(groups)
         self._known.setdefault(found, groups)
+        self._rows.setdefault(found, row)
         return own, found
 
     def sets(self) -> list[SetRow]:
@@ -131,7 +135,7 @@ class Splitter:
 
     def sets_json(self) -> str:
         """:meth:`sets` as the JSON :data:`INSERT_SETS_CTE` reads."""
-        return json.dumps([{"digest": d, "action_groups": g} for d, g in self._known.items()])
+        return "[" + ", ".join(self._rows.values()) + "]"
 
 
 def own_copy(json_addl: Mapping[str, Any]) -> dict[str, Any]:
@@ -140,7 +144,7 @@ def own_copy(json_addl: Mapping[str, Any]) -> dict[str, Any]:
     groups = json_addl.get(ACTION_GROUPS)
     if not isinstance(groups, Mapping) or not groups:
         return dict(json_addl)
-    _, marshalled = _remembered(groups)
+    _, marshalled, _ = _remembered(groups)
     # bytes this process marshalled itself (never input)
     return {**json_addl, ACTION_GROUPS: marshal.loads(marshalled)}  # noqa: S302
 

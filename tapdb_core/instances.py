@@ -188,7 +188,13 @@ _TREE_EDGES_OUT: Final = """
 _WRITE_TREE: Final = text(
     action_sets.INSERT_SETS_CTE + _TREE_HEAD + _TREE_EDGES + _TREE_NODES_OUT + _TREE_EDGES_OUT
 )
-_WRITE_NODES: Final = text(action_sets.INSERT_SETS_CTE + _TREE_HEAD + _TREE_NODES_OUT)
+_WRITE_NODES: Final = text(
+    action_sets.INSERT_SETS_CTE
+    + _TREE_HEAD
+    + """
+    SELECT r.ord, ins.uuid, ins.euid, ins.created_dt, ins.modified_dt
+      FROM ins JOIN r ON r.euid_prefix = ins.euid_prefix AND r.euid_seq = ins.euid_seq"""
+)
 
 #: the indexed expression of ix_generic_instance_properties, verbatim
 _PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
