@@ -188,12 +188,32 @@ _TREE_EDGES_OUT: Final = """
 _WRITE_TREE: Final = text(
     action_sets.INSERT_SETS_CTE + _TREE_HEAD + _TREE_EDGES + _TREE_NODES_OUT + _TREE_EDGES_OUT
 )
-_WRITE_NODES: Final = text(
+# A tree of one instance (no edges): the same locks, proof and sets, and one
+# plain INSERT of bound values (no recordset to unpack, nothing to join back).
+_WRITE_ONE: Final = text(
     action_sets.INSERT_SETS_CTE
-    + _TREE_HEAD
     + """
-    SELECT r.ord, ins.uuid, ins.euid, ins.created_dt, ins.modified_dt
-      FROM ins JOIN r ON r.euid_prefix = ins.euid_prefix AND r.euid_seq = ins.euid_seq"""
+    , fresh AS MATERIALIZED (
+        SELECT t.uuid
+          FROM generic_template t
+          JOIN unnest(CAST(:uuids AS bigint[]), CAST(:versions AS bigint[])) AS v(uuid, row_version)
+            ON t.uuid = v.uuid AND t.row_version = v.row_version
+         WHERE NOT t.is_deleted
+           FOR SHARE OF t
+    )
+    INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator,
+                                  category, type, subtype, version, template_uuid, json_addl,
+                                  action_set_digest, bstatus, is_singleton)
+    SELECT :euid_prefix, nextval(CAST(:sequence AS regclass)), :name, :polymorphic_discriminator,
+           :category, :type, :subtype, :version, :template_uuid, CAST(:json_addl AS jsonb),
+           :action_set_digest, :bstatus, :is_singleton
+     WHERE (SELECT count(*) FROM fresh) = CAST(:template_count AS bigint)
+       AND (CAST(:generation AS bigint) IS NULL
+            OR CAST(:generation AS bigint) = (SELECT g.generation
+                                                FROM tapdb_template_generation g
+                                               WHERE g.id = 1))
+    RETURNING 0 AS ord, uuid, euid, created_dt, modified_dt
+    """
 )
 
 #: the indexed expression of ix_generic_instance_properties, verbatim
@@ -314,8 +334,13 @@ def _write_in_one_statement(
     with translated():
         if edges:
             result = conn.execute(_WRITE_TREE, {**params, "edges": json.dumps(edges)}).all()
-        else:
-            result = conn.execute(_WRITE_NODES, params).all()
+        else:  # a plan without edges has one node
+            (one,) = rows
+            del params["rows"]
+            one = {**one, "json_addl": json.dumps(one["json_addl"])}
+            del one["ord"]
+            sequence = f"tapdb_euid_seq_{one['euid_prefix'].lower()}"
+            result = conn.execute(_WRITE_ONE, {**params, **one, "sequence": sequence}).all()
     written = {r.ord: r for r in result if r.ord is not None}
     if len(written) != len(nodes):
         # a template is stale, or templates changed since the cached ones were
