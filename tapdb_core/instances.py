@@ -1,9 +1,11 @@
 """Instances: create (with the whole child tree, set-based), bulk create, find, change.
 
 Creating is planned in Python first (``tapdb_core.planning``: properties,
-actions, layouts, names, JSON Schema) and then written in three round trips
-whatever the size of the tree: draw every EUID sequence value at once, insert
-every instance in one ``INSERT ... SELECT``, insert every edge in one more.
+actions, layouts, names, JSON Schema) and then written in one statement
+whatever the size of the tree: share-lock and prove the templates, insert the
+action sets, draw every EUID sequence value, insert every instance and every
+edge. A tree whose names use ``{parent_euid}`` takes three: the EUIDs are
+drawn first, then the names are rendered.
 """
 
 from __future__ import annotations
