@@ -24,7 +24,7 @@ import json
 import marshal
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import attrs
 from sqlalchemy import ColumnElement, Connection, Table, case, func, select
@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 from tapdb_core import template_cache
 from tapdb_core.errors import TapdbError
+from tapdb_core.layouts import copy_json
 from tapdb_core.tables import action_set
 from tapdb_core.tables import generic_instance as gi
 from tapdb_core.values import Instance
@@ -65,6 +66,22 @@ INSERT_SETS_CTE: Final = """
 """
 
 
+# The same for the one set of a one-instance write, from bound values (digest,
+# groups as JSON; no recordset): a set that exists already is found by its key
+# and its JSON is not even parsed (a generic plan evaluates the cast only for
+# a row that gets through).
+INSERT_SET_CTE: Final = """
+    WITH tapdb_sets AS (
+        INSERT INTO tapdb_action_set (digest, action_groups)
+        SELECT CAST(:action_set_digest AS text), CAST(:action_groups AS jsonb)
+         WHERE CAST(:action_set_digest AS text) IS NOT NULL
+           AND NOT EXISTS (SELECT FROM tapdb_action_set s
+                            WHERE s.digest = CAST(:action_set_digest AS text))
+        ON CONFLICT (digest) DO NOTHING
+    )
+"""
+
+
 def digest(groups: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of an ``action_groups`` document."""
     canonical = json.dumps(
@@ -86,24 +103,26 @@ class SetRow:
 # or a stream of single instances hashes its actions once. The memo keeps each
 # dict alive, so an id is never reused while its entry exists.
 _memo_lock = threading.Lock()
-_memo: dict[int, tuple[Mapping[str, Any], str, bytes, str]] = {}
+_memo: dict[int, tuple[Mapping[str, Any], str, bytes, str, str]] = {}
 _MEMO_LIMIT: Final = 256
 
 
-def _remembered(groups: Mapping[str, Any]) -> tuple[str, bytes, str]:
-    """(digest, marshalled copy, the set row as JSON) of an ``action_groups`` dict."""
+def _remembered(groups: Mapping[str, Any]) -> tuple[str, bytes, str, str]:
+    """(digest, marshalled copy, the set row as JSON, ``groups`` as JSON) of an
+    ``action_groups`` dict."""
     with _memo_lock:
         hit = _memo.get(id(groups))
     if hit is not None and hit[0] is groups:
-        return hit[1], hit[2], hit[3]
+        return hit[1], hit[2], hit[3], hit[4]
     found = digest(groups)
     marshalled = marshal.dumps(dict(groups))
-    row = json.dumps({"digest": found, "action_groups": groups})
+    groups_json = json.dumps(groups)
+    row = f'{{"digest": "{found}", "action_groups": {groups_json}}}'
     with _memo_lock:
         if len(_memo) >= _MEMO_LIMIT:
             _memo.clear()
-        _memo[id(groups)] = (groups, found, marshalled, row)
-    return found, marshalled, row
+        _memo[id(groups)] = (groups, found, marshalled, row, groups_json)
+    return found, marshalled, row, groups_json
 
 
 class Splitter:
@@ -124,10 +143,29 @@ class Splitter:
         if not isinstance(groups, Mapping) or not groups:
             return dict(json_addl), None
         own = {k: v for k, v in json_addl.items() if k != ACTION_GROUPS}
-        found, _, row = _remembered(groups)
+        found, _, row, _ = _remembered(groups)
         self._known.setdefault(found, groups)
         self._rows.setdefault(found, row)
         return own, found
+
+    def split_json(
+        self, json_addl: Mapping[str, Any], *, shared: bool = False
+    ) -> tuple[str, str | None]:
+        """:meth:`split` with the stored part as JSON text. ``shared``: the document
+        is one the planner shares across plans (never changed), so its split is
+        remembered by identity and done once."""
+        if not shared:
+            own, found = self.split(json_addl)
+            return json.dumps(own), found
+        stored = _stored(json_addl)
+        if stored.digest is not None and stored.groups is not None:
+            self._known.setdefault(stored.digest, stored.groups)
+            self._rows.setdefault(stored.digest, stored.set_row)
+        return stored.own_json, stored.digest
+
+    def groups_json(self, found: str) -> str:
+        """The ``action_groups`` of a set met so far (by its digest), as JSON."""
+        return _remembered(self._known[found])[3]
 
     def sets(self) -> list[SetRow]:
         """Every distinct set met so far."""
@@ -138,15 +176,70 @@ class Splitter:
         return "[" + ", ".join(self._rows.values()) + "]"
 
 
-def own_copy(json_addl: Mapping[str, Any]) -> dict[str, Any]:
-    """``json_addl`` with an ``action_groups`` of its own (for a value handed out
-    when the planned document shares it)."""
+@attrs.frozen
+class _Stored:
+    """How a shared document is written and copied (see :func:`_stored`)."""
+
+    own_json: str
+    digest: str | None
+    groups: Mapping[str, Any] | None
+    set_row: str
+    marshalled: bytes | None
+
+
+# The split of documents the planner shares across plans (every well of a
+# plate of one template has the same document for its address, plate after
+# plate), by identity; an entry keeps its document alive, so an id is not
+# reused while it exists.
+_docs_lock = threading.Lock()
+_docs: dict[int, tuple[Mapping[str, Any], _Stored]] = {}
+_DOCS_LIMIT: Final = 4096
+
+
+def _stored(json_addl: Mapping[str, Any]) -> _Stored:
+    with _docs_lock:
+        hit = _docs.get(id(json_addl))
+    if hit is not None and hit[0] is json_addl:
+        return hit[1]
+    own, found = Splitter().split(json_addl)
+    groups = json_addl.get(ACTION_GROUPS) if found is not None else None
+    try:
+        marshalled: bytes | None = marshal.dumps(cast(Any, json_addl))
+    except ValueError:  # not plain dicts, lists and scalars: copied the slow way
+        marshalled = None
+    stored = _Stored(
+        own_json=json.dumps(own),
+        digest=found,
+        groups=groups,
+        set_row=_remembered(groups)[2] if groups is not None else "",
+        marshalled=marshalled,
+    )
+    with _docs_lock:
+        if len(_docs) >= _DOCS_LIMIT:
+            _docs.clear()
+        _docs[id(json_addl)] = (json_addl, stored)
+    return stored
+
+
+def own_copy(json_addl: Mapping[str, Any], *, shared: bool = False) -> dict[str, Any]:
+    """A deep copy of ``json_addl`` for a value handed out: nothing in it is
+    shared with the plan, the planner's caches or another value. ``shared``: the
+    document is one the planner shares across plans (copied from bytes kept for it)."""
+    if shared:
+        marshalled = _stored(json_addl).marshalled
+        if marshalled is not None:
+            # bytes this process marshalled itself (never input)
+            copied: dict[str, Any] = marshal.loads(marshalled)  # noqa: S302
+            return copied
     groups = json_addl.get(ACTION_GROUPS)
     if not isinstance(groups, Mapping) or not groups:
-        return dict(json_addl)
-    _, marshalled, _ = _remembered(groups)
-    # bytes this process marshalled itself (never input)
-    return {**json_addl, ACTION_GROUPS: marshal.loads(marshalled)}  # noqa: S302
+        return {k: copy_json(v) for k, v in json_addl.items()}
+    marshalled_groups = _remembered(groups)[1]
+    return {
+        # bytes this process marshalled itself (never input)
+        k: marshal.loads(marshalled_groups) if k == ACTION_GROUPS else copy_json(v)  # noqa: S302
+        for k, v in json_addl.items()
+    }
 
 
 def effective_json_addl(table: Table | Any = gi) -> ColumnElement[Any]:
