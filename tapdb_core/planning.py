@@ -39,6 +39,7 @@ import jsonschema_rs
 from tapdb_core import schemacheck
 from tapdb_core.codes import TemplateCode
 from tapdb_core.errors import (
+    TapdbError,
     TemplateNotFoundError,
     ValidationError,
     Violation,
@@ -72,6 +73,7 @@ __all__ = [
     "TemplateResolver",
     "check_json_addl",
     "deep_merge",
+    "is_shared_document",
     "materialise_actions",
     "plan_instance",
     "schema_validator",
@@ -174,11 +176,16 @@ _shared: dict[tuple[int, ...], tuple[tuple[Template, ...], dict[str, Any]]] = {}
 _SHARED_LIMIT: Final = 1024
 
 
+#: the action groups of a template that imports none: one dict, like the others
+#: shared (never changed), so what is remembered by its identity stays valid
+_NO_ACTIONS: Final[dict[str, Any]] = {}
+
+
 def _shared_actions(resolve: TemplateResolver, template: Template) -> dict[str, Any]:
     """The template's materialised action groups, shared: never change the result."""
     imports = template.json_addl.get("action_imports")
     if imports is None:
-        return {}
+        return _NO_ACTIONS
     if not isinstance(imports, Mapping):
         raise ValidationError(
             f"invalid action_imports in template {template.template_code}",
@@ -359,12 +366,68 @@ class _Entry:
     uses_parent_euid: bool
 
 
+class _IdentityMemo:
+    """Values derived from immutable objects, remembered across plans by the
+    objects' identity (the template cache hands out the same Template objects
+    until a template changes). An entry keeps its objects alive, so an id is
+    never reused while the entry exists; a hit is checked object by object.
+    Bounded: cleared when full."""
+
+    def __init__(self, limit: int = 1024) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[int, tuple[Any, Any]] = {}
+        self._limit = limit
+
+    def get(self, owner: object) -> Any:
+        """What was remembered for ``owner`` (None if nothing)."""
+        with self._lock:
+            hit = self._items.get(id(owner))
+        if hit is not None and hit[0] is owner:
+            return hit[1]
+        return None
+
+    def put(self, owner: object, value: Any) -> None:
+        with self._lock:
+            if len(self._items) >= self._limit:
+                self._items.clear()
+            self._items[id(owner)] = (owner, value)
+
+
+# Across plans, by identity (see _IdentityMemo): a template's checked layout
+# entries (with the child templates they resolved to), the base json_addl of
+# its instances (with the shared actions it holds), its compiled validator,
+# and the validated json_addl each layout entry gives its children. Plans that
+# share actions (instances.create_tree) share these documents too: nothing
+# changes them, and values handed out get their own copies.
+_entries_memo = _IdentityMemo()
+_actions_memo = _IdentityMemo()
+_info_memo = _IdentityMemo()
+_bases_memo = _IdentityMemo()
+_validators_memo = _IdentityMemo()
+_child_docs_memo = _IdentityMemo(limit=4096)
+_shared_docs = _IdentityMemo(limit=4096)
+
+
+def is_shared_document(json_addl: Mapping[str, Any]) -> bool:
+    """True for a node's ``json_addl`` that plans made with ``share_actions``
+    share across plans (a layout child's): it never changes, so what is derived
+    from it may be remembered by its identity."""
+    return _shared_docs.get(json_addl) is not None
+
+
 class _Planner:
     """What one plan looks up per template code, each once: templates, layouts, defaults."""
 
-    def __init__(self, resolve: TemplateResolver, max_depth: int) -> None:
+    def __init__(self, resolve: TemplateResolver, max_depth: int, share: bool) -> None:
         self._resolve = resolve
+        # A resolver may promise, by equal tokens, that codes resolve to the same
+        # objects as before (tapdb_core.templates.WriteResolver): then what was
+        # derived from the templates a code resolved to is reused without
+        # resolving it again.
+        self._token: Callable[[], object | None] | None = getattr(resolve, "cache_token", None)
         self.max_depth = max_depth
+        self.share = share
+        """Nodes may share documents with other nodes and plans (never changed)."""
         self._templates: dict[str, Template] = {}
         self._layouts: dict[str, list[_Entry]] = {}
         self._bases: dict[str, dict[str, Any]] = {}  # never handed out: callers get copies
@@ -376,24 +439,52 @@ class _Planner:
             template = self._templates[code] = self._resolve(code)
         return template
 
+    def token(self) -> object | None:
+        return None if self._token is None else self._token()
+
     def actions(self, template: Template) -> dict[str, Any]:
         """The template's materialised action groups (shared: never changed)."""
-        return _shared_actions(self.resolve, template)
+        token = self.token()
+        if token is not None:
+            remembered = _actions_memo.get(template)
+            if remembered is not None and remembered[0] == token:
+                groups: dict[str, Any] = remembered[1]
+                return groups
+        groups = _shared_actions(self.resolve, template)
+        if token is not None and self.token() == token:
+            _actions_memo.put(template, (token, groups))
+        return groups
+
+    def validator(self, template: Template, code: str, where: str) -> SchemaValidator | None:
+        if code in self._validators:
+            return self._validators[code]
+        memo = _validators_memo.get(template)
+        if memo is not None:
+            validator: SchemaValidator | None = memo[0]
+        else:
+            validator = schema_validator(template, where)
+            _validators_memo.put(template, (validator,))
+        self._validators[code] = validator
+        return validator
 
     def validate(
         self, template: Template, code: str, json_addl: dict[str, Any], where: str
     ) -> None:
-        if code in self._validators:
-            validator = self._validators[code]
-        else:
-            validator = self._validators[code] = schema_validator(template, where)
+        validator = self.validator(template, code, where)
         if validator is not None:
             check_json_addl(validator, template, json_addl, where=where)
 
-    def base_json_addl(self, template: Template, code: str) -> dict[str, Any]:
-        """A fresh ``{"properties", "action_groups", "audit_log"}`` for a new instance."""
+    def shared_base(self, template: Template, code: str) -> dict[str, Any]:
+        """``{"properties", "action_groups", "audit_log"}`` of a new instance (shared:
+        never change it)."""
         base = self._bases.get(code)
-        if base is None:
+        if base is not None:
+            return base
+        actions = self.actions(template)
+        remembered = _bases_memo.get(template)
+        if remembered is not None and remembered[ACTION_GROUPS] is actions:
+            base = remembered
+        else:
             properties = template.json_addl.get("properties")
             if properties is None:
                 properties = {}
@@ -402,20 +493,34 @@ class _Planner:
                     f"invalid json_addl in template {code}",
                     [Violation(path="/properties", message="must be an object")],
                 )
-            base = self._bases[code] = {
+            base = {
                 "properties": copy_json(properties),
-                "action_groups": self.actions(template),
+                ACTION_GROUPS: actions,
                 "audit_log": [],
             }
-        return _copy_sharing_actions(base)
+            _bases_memo.put(template, base)
+        self._bases[code] = base
+        return base
+
+    def base_json_addl(self, template: Template, code: str) -> dict[str, Any]:
+        """A fresh ``{"properties", "action_groups", "audit_log"}`` for a new instance
+        (its ``action_groups`` the shared one)."""
+        return _copy_sharing_actions(self.shared_base(template, code))
 
     def child_json_addl(self, entry: _Entry, index: int, parent_code: str) -> dict[str, Any]:
-        """The validated ``json_addl`` of the children ``entry`` makes (a fresh dict).
+        """The validated ``json_addl`` of the children ``entry`` makes, shared by
+        all of them and across plans: never change it.
 
-        The same for every child of the entry: the caller builds it once and
-        copies it for the others.
+        The same for every child of the entry, and for every plan while the
+        entry's templates (and the action templates they import) are the same
+        objects: built and validated once.
         """
-        json_addl = self.base_json_addl(entry.template, entry.code)
+        base = self.shared_base(entry.template, entry.code)
+        remembered = _child_docs_memo.get(entry)
+        if remembered is not None and remembered[0] is base:
+            shared: dict[str, Any] = remembered[1]
+            return shared
+        json_addl = _copy_sharing_actions(base)
         if entry.child.json_addl is not None:
             if ACTION_GROUPS in entry.child.json_addl:
                 # the layout changes this child's actions: its own copy, not the shared one
@@ -425,13 +530,43 @@ class _Planner:
             f"child node {index} ({entry.code}, child 1 of {parent_code} at {entry.child.pointer})"
         )
         self.validate(entry.template, entry.code, json_addl, where)
+        _child_docs_memo.put(entry, (base, json_addl))
+        _shared_docs.put(json_addl, True)
         return json_addl
 
     def layouts(self, template: Template, code: str) -> list[_Entry]:
         entries = self._layouts.get(code)
         if entries is None:
-            entries = self._layouts[code] = self._entries(template)
+            entries = self._layouts[code] = self._remembered_entries(template)
         return entries
+
+    def _remembered_entries(self, template: Template) -> list[_Entry]:
+        """The template's entries from an earlier plan when every child code still
+        resolves to the same template object; checked and resolved afresh otherwise."""
+        token = self.token()
+        remembered = _entries_memo.get(template)
+        if remembered is not None:
+            codes, children, entries, earlier = remembered
+            if token is not None and earlier == token:
+                entries_list: list[_Entry] = entries
+                return entries_list
+            try:
+                same = all(self.resolve(c) is t for c, t in zip(codes, children, strict=True))
+            except TapdbError:
+                same = False  # planned afresh below, which reports it with its pointer
+            if same:
+                if token is not None and self.token() == token:
+                    _entries_memo.put(template, (codes, children, entries, token))
+                entries_list = entries
+                return entries_list
+        entries_list = self._entries(template)
+        resolved = {e.child.template_code: e.template for e in entries_list}
+        if self.token() != token:
+            token = None
+        _entries_memo.put(
+            template, (tuple(resolved), tuple(resolved.values()), entries_list, token)
+        )
+        return entries_list
 
     def _entries(self, template: Template) -> list[_Entry]:
         """Check the template's layouts (every problem at once), resolve child templates."""
@@ -464,7 +599,11 @@ class _Planner:
 
 def _info(template: Template) -> tuple[str, str, str]:
     """(canonical code, instance discriminator, initial bstatus) of a template."""
-    return template.template_code, template.instance_discriminator, _default_status(template)
+    info: tuple[str, str, str] | None = _info_memo.get(template)
+    if info is None:
+        info = (template.template_code, template.instance_discriminator, _default_status(template))
+        _info_memo.put(template, info)
+    return info
 
 
 def _default_status(template: Template) -> str:
@@ -549,22 +688,21 @@ def plan_instance(
     recursion deeper than ``max_depth``, a template cycle, or a ``json_addl``
     violating its template's ``json_addl_schema``.
 
-    ``share_actions``: the nodes' ``action_groups`` may be one dict shared by
-    nodes and plans (never change them); by default each node has its own.
+    ``share_actions``: the nodes' documents may be shared by nodes and plans:
+    the root's ``action_groups``, and the whole ``json_addl`` of layout
+    children (never change them). By default each node has its own.
     """
     _check_arguments(name, properties, max_depth)
-    planner = _Planner(resolve, max_depth)
+    planner = _Planner(resolve, max_depth, share_actions)
     root = _plan_root(planner, template_code, name, properties)
     planned = (
         InstancePlan(nodes=(root,), edges=())
         if not create_children
         else _Tree(planner, root).grow()
     )
-    if share_actions:
-        return planned
-    for node in planned.nodes:
-        if ACTION_GROUPS in node.json_addl:
-            node.json_addl[ACTION_GROUPS] = copy_json(node.json_addl[ACTION_GROUPS])
+    if not share_actions and ACTION_GROUPS in root.json_addl:
+        # children got their own copies as they were planned
+        root.json_addl[ACTION_GROUPS] = copy_json(root.json_addl[ACTION_GROUPS])
     return planned
 
 
@@ -583,7 +721,7 @@ def _check_arguments(name: str, properties: Mapping[str, Any] | None, max_depth:
 def _plan_root(
     planner: _Planner, template_code: str, name: str, properties: Mapping[str, Any] | None
 ) -> PlannedNode:
-    template = planner.resolve(str(TemplateCode.parse(template_code)))
+    template = planner.resolve(_canonical(template_code))
     code, discriminator, status = _info(template)
     json_addl = planner.base_json_addl(template, code)
     if properties:
@@ -602,6 +740,21 @@ def _plan_root(
         bstatus=status,
         is_singleton=template.is_singleton,
     )
+
+
+# Raw root code -> canonical code (parsing is pure; only codes that parse are kept).
+_canonical_codes: dict[str, str] = {}
+
+
+def _canonical(code: str) -> str:
+    canonical = _canonical_codes.get(code) if isinstance(code, str) else None
+    if canonical is None:
+        canonical = str(TemplateCode.parse(code))
+        if isinstance(code, str):
+            if len(_canonical_codes) >= 4096:
+                _canonical_codes.clear()
+            _canonical_codes[code] = canonical
+    return canonical
 
 
 def _check_nesting(chain: tuple[str, ...], entry: _Entry, depth: int, max_depth: int) -> None:
@@ -659,16 +812,15 @@ class _Tree:
         """The ``count`` children ``entry`` makes under ``work``; returns the new {index}."""
         chain = (*work.chain, entry.code)
         parent, parent_code = work.node, work.chain[-1]
-        first_addl: dict[str, Any] = {}
+        shared: dict[str, Any] = {}
         for child_index in range(1, entry.child.count + 1):
             running += 1
             index = len(self.nodes)
             context = _name_context(entry, running, child_index, work.static_name)
             name = _planned_name(entry, context, parent_code)
             if child_index == 1:  # built and validated once per entry: all alike
-                child_addl = first_addl = self.planner.child_json_addl(entry, index, parent_code)
-            else:
-                child_addl = _copy_sharing_actions(first_addl)
+                shared = self.planner.child_json_addl(entry, index, parent_code)
+            child_addl = shared if self.planner.share else copy_json(shared)
             node = PlannedNode(
                 index=index,
                 depth=depth,
