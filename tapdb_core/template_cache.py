@@ -42,11 +42,24 @@ _ASSUMED: Final = "tapdb_template_generation_assumed"
 _READ_GENERATION: Final = text("SELECT generation FROM tapdb_template_generation WHERE id = 1")
 
 
+#: moves whenever any entry is added or dropped, or a database's generation
+#: moves: while it stays, every look-up served from the entries gives the same
+#: objects (see :meth:`WriteLookup.token`)
+_epoch = 0
+
+
+def _moved() -> None:
+    """Called with ``_lock`` held after the entries or generations changed."""
+    global _epoch
+    _epoch += 1
+
+
 def clear() -> None:
     """Forget every cached template."""
     with _lock:
         _entries.clear()
         _generations.clear()
+        _moved()
 
 
 #: each engine's database key, rendered once (it was ~10 us per template lookup)
@@ -91,6 +104,7 @@ def _usable(conn: Connection) -> int | None:
             for entry in [k for k in _entries if k[0] == key]:
                 del _entries[entry]
             _generations[key] = generation
+            _moved()
         elif generation < known:
             # an older snapshot than the cache's: read the database directly
             return None
@@ -109,6 +123,7 @@ def remember(conn: Connection, key: str, template: Template) -> Template:
         with _lock:
             if _generations.get(_db_key(conn)) == generation:
                 _entries[(_db_key(conn), key)] = template
+                _moved()
     return template
 
 
@@ -144,6 +159,69 @@ def cached_assuming(conn: Connection, key: str) -> Template | None:
     elif assumed[1] != known:
         return None  # the cache moved on since this transaction's first assumption
     return entry
+
+
+class WriteLookup:
+    """:func:`cached_assuming` for the many look-ups of one plan: the
+    transaction's state (templates written, generation read) is checked once
+    here, not per key. Make a new one after anything reads the database (a
+    miss served by a query may read the generation)."""
+
+    __slots__ = ("_db", "_generation", "_info", "_mode", "_token", "_transaction")
+
+    def __init__(self, conn: Connection) -> None:
+        transaction = conn.get_transaction()
+        info = conn.info
+        self._transaction = transaction
+        self._info = info
+        self._db = _db_key(conn)
+        self._generation: int | None = None
+        self._token: tuple[str, int] | None = None
+        if info.get(_WRITE_MARK) is transaction:
+            self._mode = "bypass"
+            return
+        seen = info.get(_SEEN)
+        if seen is not None and seen[0] is transaction:
+            # as cached() does for every key: entries of the generation seen
+            self._generation = _usable(conn)
+            self._mode = "bypass" if self._generation is None else "seen"
+        else:
+            self._mode = "assume"
+        with _lock:
+            self._token = (self._db, _epoch)
+
+    def __call__(self, key: str) -> Template | None:
+        if self._mode == "bypass":
+            return None
+        with _lock:
+            known = _generations.get(self._db)
+            entry = _entries.get((self._db, key))
+        if known is None or entry is None:
+            return None
+        if self._mode == "seen":
+            return entry if known == self._generation else None
+        info, transaction = self._info, self._transaction
+        assumed = info.get(_ASSUMED)
+        if assumed is None or assumed[0] is not transaction:
+            info[_ASSUMED] = (transaction, known)
+        elif assumed[1] != known:
+            return None  # the cache moved on since this transaction's first assumption
+        return entry
+
+    def token(self) -> tuple[str, int] | None:
+        """While two look-ups give the same token (not None), they serve the
+        same objects for every key: no entry of the database was added or
+        dropped in between. None when this look-up does not serve entries or
+        they changed since it was made."""
+        if self._mode == "bypass" or self._token is None:
+            return None
+        with _lock:
+            return self._token if self._token[1] == _epoch else None
+
+
+def lookup_for_write(conn: Connection) -> WriteLookup:
+    """A :class:`WriteLookup` for one plan of a write."""
+    return WriteLookup(conn)
 
 
 def assumed_generation(conn: Connection) -> int | None:

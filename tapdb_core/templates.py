@@ -67,6 +67,60 @@ def get_template_for_write(conn: Connection, code: str | TemplateCode) -> Templa
     return get_template(conn, parsed)
 
 
+# Raw code -> its parsed form and cache key: parsing is pure, and a plan looks
+# up the same handful of codes (its templates and the actions they import)
+# every time. Only codes that parse are kept; bounded.
+_parsed_codes: dict[str, tuple[TemplateCode, str]] = {}
+_PARSED_LIMIT: Final = 4096
+
+
+def _parsed(code: str) -> tuple[TemplateCode, str]:
+    hit = _parsed_codes.get(code) if isinstance(code, str) else None
+    if hit is None:
+        parsed = TemplateCode.parse(code)
+        hit = (parsed, f"code:{parsed}")
+        if isinstance(code, str):
+            if len(_parsed_codes) >= _PARSED_LIMIT:
+                _parsed_codes.clear()
+            _parsed_codes[code] = hit
+    return hit
+
+
+class WriteResolver:
+    """Resolves template codes for one plan of a write that proves its templates
+    itself: :func:`get_template_for_write` for each code, with the cache's
+    per-transaction checks made once per plan rather than once per code."""
+
+    __slots__ = ("_conn", "_lookup")
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._lookup: template_cache.WriteLookup | None = None
+
+    def __call__(self, code: str) -> Template:
+        parsed, key = _parsed(code)
+        if self._lookup is None:
+            self._lookup = template_cache.lookup_for_write(self._conn)
+        hit = self._lookup(key)
+        if hit is not None:
+            return hit
+        self._lookup = None  # get_template may read the generation: look again next time
+        return get_template(self._conn, parsed)
+
+    def cache_token(self) -> object | None:
+        """Equal tokens (not None) promise that every code resolved under one
+        resolves to the same object under the other (see
+        :meth:`tapdb_core.template_cache.WriteLookup.token`)."""
+        if self._lookup is None:
+            self._lookup = template_cache.lookup_for_write(self._conn)
+        return self._lookup.token()
+
+
+def write_resolver(conn: Connection) -> WriteResolver:
+    """A :class:`WriteResolver` for one plan."""
+    return WriteResolver(conn)
+
+
 def get_template_by_euid(conn: Connection, euid: str) -> Template:
     euids.parse(euid)  # a malformed EUID is bad input, not "not found"
     key = f"euid:{euid}"
