@@ -11,11 +11,22 @@ drawn first, then the names are rendered.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Final
 
 import attrs
-from sqlalchemy import Connection, Row, bindparam, literal_column, select, text, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    TextClause,
+    bindparam,
+    literal_column,
+    select,
+    text,
+    update,
+)
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -30,13 +41,20 @@ from tapdb_core.errors import (
     ValidationError,
     Violation,
 )
-from tapdb_core.planning import InstancePlan, deep_merge, plan_instance, validate_json_addl
+from tapdb_core.planning import (
+    InstancePlan,
+    PlannedNode,
+    deep_merge,
+    is_shared_document,
+    plan_instance,
+    validate_json_addl,
+)
 from tapdb_core.tables import generic_instance as gi
 from tapdb_core.templates import (
     clear_cache,
     get_template,
-    get_template_for_write,
     templates_by_uuid,
+    write_resolver,
 )
 from tapdb_core.values import Instance, Lineage, Template
 
@@ -118,13 +136,16 @@ _INSERT_EDGES = text(
 # sequence values drawn, the instances and the edges inserted. When a template
 # is stale the gate on ``fresh`` lets no row through: nothing is drawn or
 # written (an action set may be, which is harmless: immutable, content-keyed).
+# (The templates are found by ``uuid = ANY``: an index scan also in the
+# statement's generic plan, where a join to unnest() hashes every template.)
 _TREE_HEAD: Final = """
     , fresh AS MATERIALIZED (
         SELECT t.uuid
           FROM generic_template t
-          JOIN unnest(CAST(:uuids AS bigint[]), CAST(:versions AS bigint[])) AS v(uuid, row_version)
-            ON t.uuid = v.uuid AND t.row_version = v.row_version
-         WHERE NOT t.is_deleted
+         WHERE t.uuid = ANY (CAST(:uuids AS bigint[]))
+           AND t.row_version = (CAST(:versions AS bigint[]))[
+                   array_position(CAST(:uuids AS bigint[]), t.uuid)]
+           AND NOT t.is_deleted
            FOR SHARE OF t
     ),
     r AS MATERIALIZED (
@@ -176,7 +197,8 @@ _TREE_NODES_OUT: Final = """
 _TREE_EDGES_OUT: Final = """
     UNION ALL
     SELECT NULL, e.uuid, e.euid, e.created_dt, NULL, e.parent_instance_uuid, e.child_instance_uuid,
-           e.relationship_type, e.name, e.parent_type, e.child_type, e.json_addl, e.is_deleted
+           e.relationship_type, e.name, e.parent_type, e.child_type,
+           NULLIF(e.json_addl, '{}'::jsonb), e.is_deleted
       FROM edges e"""
 
 # A whole tree in one statement, for plans whose names need no EUID (the
@@ -190,17 +212,20 @@ _TREE_EDGES_OUT: Final = """
 _WRITE_TREE: Final = text(
     action_sets.INSERT_SETS_CTE + _TREE_HEAD + _TREE_EDGES + _TREE_NODES_OUT + _TREE_EDGES_OUT
 )
-# A tree of one instance (no edges): the same locks, proof and sets, and one
+# A tree of one instance (no edges): the same lock, proof and sets, and one
 # plain INSERT of bound values (no recordset to unpack, nothing to join back).
+# The template is found by its key, not by joining an array of keys: that
+# join's generic plan (a prepared statement's, after five runs) hashes a
+# sequential scan of every template, ~0.1 ms more per instance.
 _WRITE_ONE: Final = text(
-    action_sets.INSERT_SETS_CTE
+    action_sets.INSERT_SET_CTE
     + """
     , fresh AS MATERIALIZED (
         SELECT t.uuid
           FROM generic_template t
-          JOIN unnest(CAST(:uuids AS bigint[]), CAST(:versions AS bigint[])) AS v(uuid, row_version)
-            ON t.uuid = v.uuid AND t.row_version = v.row_version
-         WHERE NOT t.is_deleted
+         WHERE t.uuid = CAST(:template_uuid AS bigint)
+           AND t.row_version = CAST(:row_version AS bigint)
+           AND NOT t.is_deleted
            FOR SHARE OF t
     )
     INSERT INTO generic_instance (euid_prefix, euid_seq, name, polymorphic_discriminator,
@@ -209,7 +234,7 @@ _WRITE_ONE: Final = text(
     SELECT :euid_prefix, nextval(CAST(:sequence AS regclass)), :name, :polymorphic_discriminator,
            :category, :type, :subtype, :version, :template_uuid, CAST(:json_addl AS jsonb),
            :action_set_digest, :bstatus, :is_singleton
-     WHERE (SELECT count(*) FROM fresh) = CAST(:template_count AS bigint)
+     WHERE EXISTS (SELECT FROM fresh)
        AND (CAST(:generation AS bigint) IS NULL
             OR CAST(:generation AS bigint) = (SELECT g.generation
                                                 FROM tapdb_template_generation g
@@ -222,25 +247,89 @@ _WRITE_ONE: Final = text(
 _PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
 
 
-@attrs.frozen(kw_only=True)
 class CreatedTree:
-    """What :func:`create_tree` wrote: the root, every instance (root first), every edge."""
+    """What :func:`create_tree` wrote: the root, every instance (root first), every edge.
+
+    Immutable. The values of a tree written in one statement are built when
+    :attr:`instances` or :attr:`lineages` is first read (from what the write
+    kept: the plan's documents, which nothing changes, and the returned keys),
+    so :func:`create`, which returns only the root, does not build 96 wells
+    with their own copies of their actions to throw them away.
+    """
+
+    __slots__ = ("_build", "_instances", "_lineages", "_lock", "root")
 
     root: Instance
-    instances: tuple[Instance, ...]
-    lineages: tuple[Lineage, ...]
+    _instances: tuple[Instance, ...] | None
+    _lineages: tuple[Lineage, ...] | None
+    _build: Callable[[], tuple[tuple[Instance, ...], tuple[Lineage, ...]]] | None
+    _lock: threading.Lock | None
+
+    def __init__(
+        self,
+        *,
+        root: Instance,
+        instances: tuple[Instance, ...] | None = None,
+        lineages: tuple[Lineage, ...] | None = None,
+        build: Callable[[], tuple[tuple[Instance, ...], tuple[Lineage, ...]]] | None = None,
+    ) -> None:
+        if build is None and (instances is None or lineages is None):
+            raise TypeError("CreatedTree needs instances and lineages, or build")
+        object.__setattr__(self, "root", root)
+        object.__setattr__(self, "_instances", instances)
+        object.__setattr__(self, "_lineages", lineages)
+        object.__setattr__(self, "_build", build)
+        object.__setattr__(self, "_lock", None if build is None else threading.Lock())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise attrs.exceptions.FrozenInstanceError()
+
+    def _built(self) -> tuple[tuple[Instance, ...], tuple[Lineage, ...]]:
+        if self._lock is None:  # given whole
+            assert self._instances is not None and self._lineages is not None
+            return self._instances, self._lineages
+        with self._lock:
+            if self._instances is None or self._lineages is None:
+                assert self._build is not None
+                with action_sets.collector_paused():
+                    built = self._build()
+                object.__setattr__(self, "_instances", built[0])
+                object.__setattr__(self, "_lineages", built[1])
+                object.__setattr__(self, "_build", None)  # what it kept can go
+            assert self._instances is not None and self._lineages is not None
+            return self._instances, self._lineages
+
+    @property
+    def instances(self) -> tuple[Instance, ...]:
+        """Every instance written, the root first, in plan order."""
+        return self._built()[0]
+
+    @property
+    def lineages(self) -> tuple[Lineage, ...]:
+        """Every edge written, in plan order."""
+        return self._built()[1]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CreatedTree):
+            return NotImplemented
+        return (self.root, self.instances, self.lineages) == (
+            other.root,
+            other.instances,
+            other.lineages,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"CreatedTree(root={self.root!r}, instances=<{len(self.instances)}>, "
+            f"lineages=<{len(self.lineages)}>)"
+        )
 
 
 def _resolver(conn: Connection, *, for_write: bool = False) -> Any:
-    memo: dict[str, Template] = {}
-    lookup = get_template_for_write if for_write else get_template
-
-    def resolve(code: str) -> Template:
-        if code not in memo:
-            memo[code] = lookup(conn, code)
-        return memo[code]
-
-    return resolve
+    # the planner looks each code up once per plan
+    return write_resolver(conn) if for_write else partial(get_template, conn)
 
 
 def plan(
@@ -291,59 +380,103 @@ def write_plan(conn: Connection, planned: InstancePlan) -> CreatedTree:
     return _write_in_three_statements(conn, planned)
 
 
+def _driver_sql(conn: Connection, statement: TextClause) -> str:
+    """The statement as the driver takes it, compiled once per dialect: executed
+    with ``exec_driver_sql``, a hot write skips SQLAlchemy's per-call work on a
+    ``text()`` clause (bind processing, the compiled-cache look-up)."""
+    key = (id(statement), conn.dialect.name, conn.dialect.driver)
+    sql = _driver_sqls.get(key)
+    if sql is None:
+        sql = _driver_sqls[key] = str(statement.compile(dialect=conn.dialect))
+    return sql
+
+
+_driver_sqls: dict[tuple[int, str, str], str] = {}
+
+
+def _template_columns(node: PlannedNode) -> str:
+    """The columns a row takes from its node's template, as JSON object members."""
+    t = node.template
+    return json.dumps(
+        {
+            "euid_prefix": t.instance_prefix,
+            "polymorphic_discriminator": node.polymorphic_discriminator,
+            "category": t.category,
+            "type": t.type,
+            "subtype": t.subtype,
+            "version": t.version,
+            "template_uuid": t.uuid,
+            "bstatus": node.bstatus,
+            "is_singleton": node.is_singleton,
+        }
+    )[1:-1]
+
+
 def _write_in_one_statement(
     conn: Connection, planned: InstancePlan, names: list[str]
 ) -> CreatedTree:
     nodes = planned.nodes
     used = {n.template.uuid: n.template for n in nodes}
     splitter = action_sets.Splitter()
-    rows: list[dict[str, Any]] = []
-    for i, n in enumerate(nodes):
-        own, digest = splitter.split(n.json_addl)
-        rows.append(
-            {
-                "ord": i,
-                "euid_prefix": n.template.instance_prefix,
-                "name": names[i],
-                "polymorphic_discriminator": n.polymorphic_discriminator,
-                "category": n.template.category,
-                "type": n.template.type,
-                "subtype": n.template.subtype,
-                "version": n.template.version,
-                "template_uuid": n.template.uuid,
-                "json_addl": own,
-                "action_set_digest": digest,
-                "bstatus": n.bstatus,
-                "is_singleton": n.is_singleton,
-            }
-        )
-    edges = [
-        {
-            "parent_ord": e.parent_index,
-            "child_ord": e.child_index,
-            "relationship_type": e.relationship_type,
-        }
-        for e in planned.edges
-    ]
-    params = {
-        "sets": splitter.sets_json(),
-        "uuids": list(used),
-        "versions": [t.row_version for t in used.values()],
-        "template_count": len(used),
-        "generation": template_cache.assumed_generation(conn),
-        "rows": json.dumps(rows),
-    }
+    params: dict[str, Any] = {"generation": template_cache.assumed_generation(conn)}
     with translated():
-        if edges:
-            result = conn.execute(_WRITE_TREE, {**params, "edges": json.dumps(edges)}).all()
+        if planned.edges:
+            params["uuids"] = list(used)
+            params["versions"] = [t.row_version for t in used.values()]
+            params["template_count"] = len(used)
+            # The rows as JSON text built from pieces: a layout child's document
+            # is shared across plans and serialised once (action_sets._stored),
+            # the template's columns once per plan.
+            shared = [is_shared_document(n.json_addl) for n in nodes]
+            kinds: dict[tuple[int, str, str, bool], str] = {}
+            rows: list[str] = []
+            for i, n in enumerate(nodes):
+                kind = (id(n.template), n.polymorphic_discriminator, n.bstatus, n.is_singleton)
+                columns = kinds.get(kind)
+                if columns is None:
+                    columns = kinds[kind] = _template_columns(n)
+                own, digest = splitter.split_json(n.json_addl, shared=shared[i])
+                rows.append(
+                    f'{{"ord": {i}, "name": {json.dumps(names[i])}, {columns}, '
+                    f'"json_addl": {own}, "action_set_digest": {json.dumps(digest)}}}'
+                )
+            params["rows"] = "[" + ", ".join(rows) + "]"
+            params["edges"] = json.dumps(
+                [
+                    {
+                        "parent_ord": e.parent_index,
+                        "child_ord": e.child_index,
+                        "relationship_type": e.relationship_type,
+                    }
+                    for e in planned.edges
+                ]
+            )
+            params["sets"] = splitter.sets_json()
+            result = conn.exec_driver_sql(_driver_sql(conn, _WRITE_TREE), params).all()
         else:  # a plan without edges has one node
-            (one,) = rows
-            del params["rows"]
-            one = {**one, "json_addl": json.dumps(one["json_addl"])}
-            del one["ord"]
-            sequence = f"tapdb_euid_seq_{one['euid_prefix'].lower()}"
-            result = conn.execute(_WRITE_ONE, {**params, **one, "sequence": sequence}).all()
-    written = {r.ord: r for r in result if r.ord is not None}
+            (n,) = nodes
+            shared = [False]
+            own, digest = splitter.split_json(n.json_addl)
+            t = n.template
+            params.update(
+                action_groups=None if digest is None else splitter.groups_json(digest),
+                euid_prefix=t.instance_prefix,
+                sequence=f"tapdb_euid_seq_{t.instance_prefix.lower()}",
+                name=names[0],
+                polymorphic_discriminator=n.polymorphic_discriminator,
+                category=t.category,
+                type=t.type,
+                subtype=t.subtype,
+                version=t.version,
+                template_uuid=t.uuid,
+                row_version=t.row_version,
+                json_addl=own,
+                action_set_digest=digest,
+                bstatus=n.bstatus,
+                is_singleton=n.is_singleton,
+            )
+            result = conn.exec_driver_sql(_driver_sql(conn, _WRITE_ONE), params).all()
+    written = {r[0]: r for r in result if r[0] is not None}
     if len(written) != len(nodes):
         # a template is stale, or templates changed since the cached ones were
         # read: nothing was drawn or written; name the stale one if there is one
@@ -351,51 +484,60 @@ def _write_in_one_statement(
         lock_templates(conn, used.values())
         raise StaleTemplateError("templates changed after they were cached: run it again")
     template_cache.confirm_assumption(conn)
-    instances = tuple(
-        Instance(
-            uuid=written[i].uuid,
-            euid=written[i].euid,
+
+    def value(i: int) -> Instance:
+        n, row = nodes[i], written[i]
+        t = n.template
+        return Instance(
+            uuid=row[1],
+            euid=row[2],
             name=names[i],
             polymorphic_discriminator=n.polymorphic_discriminator,
-            category=n.template.category,
-            type=n.template.type,
-            subtype=n.template.subtype,
-            version=n.template.version,
-            template_uuid=n.template.uuid,
-            json_addl=action_sets.own_copy(n.json_addl),
+            category=t.category,
+            type=t.type,
+            subtype=t.subtype,
+            version=t.version,
+            template_uuid=t.uuid,
+            json_addl=action_sets.own_copy(n.json_addl, shared=shared[i]),
             bstatus=n.bstatus,
             is_singleton=n.is_singleton,
             is_deleted=False,
-            created_dt=written[i].created_dt,
-            modified_dt=written[i].modified_dt,
+            created_dt=row[3],
+            modified_dt=row[4],
         )
-        for i, n in enumerate(nodes)
-    )
-    by_ends = {
-        (r.e_parent, r.e_child, r.e_type): Lineage(
-            uuid=r.uuid,
-            euid=r.euid,
-            name=r.e_name,
-            parent_instance_uuid=r.e_parent,
-            child_instance_uuid=r.e_child,
-            relationship_type=r.e_type,
-            parent_type=r.e_parent_type,
-            child_type=r.e_child_type,
-            json_addl=r.e_json_addl,
-            is_deleted=r.e_is_deleted,
-            created_dt=r.created_dt,
-        )
-        for r in result
-        if r.ord is None
-    }
-    # in plan order, as the three-statement path returns them
-    lineages = tuple(
-        by_ends[
-            (instances[e.parent_index].uuid, instances[e.child_index].uuid, e.relationship_type)
-        ]
-        for e in planned.edges
-    )
-    return CreatedTree(root=instances[0], instances=instances, lineages=lineages)
+
+    root = value(0)
+    if not planned.edges:
+        return CreatedTree(root=root, instances=(root,), lineages=())
+
+    def build() -> tuple[tuple[Instance, ...], tuple[Lineage, ...]]:
+        instances = (root, *(value(i) for i in range(1, len(nodes))))
+        by_ends = {(r.e_parent, r.e_child, r.e_type): r for r in result if r[0] is None}
+        lineages = []
+        # in plan order, as the three-statement path returns them
+        for e in planned.edges:
+            r = by_ends[
+                (instances[e.parent_index].uuid, instances[e.child_index].uuid, e.relationship_type)
+            ]
+            lineages.append(
+                Lineage(
+                    uuid=r.uuid,
+                    euid=r.euid,
+                    name=r.e_name,
+                    parent_instance_uuid=r.e_parent,
+                    child_instance_uuid=r.e_child,
+                    relationship_type=r.e_type,
+                    parent_type=r.e_parent_type,
+                    child_type=r.e_child_type,
+                    # the statement returns the '{}' it inserted as NULL (not decoded per row)
+                    json_addl={} if r.e_json_addl is None else r.e_json_addl,
+                    is_deleted=r.e_is_deleted,
+                    created_dt=r.created_dt,
+                )
+            )
+        return instances, tuple(lineages)
+
+    return CreatedTree(root=root, build=build)
 
 
 def _write_in_three_statements(conn: Connection, planned: InstancePlan) -> CreatedTree:
@@ -468,7 +610,9 @@ def _write_in_three_statements(conn: Connection, planned: InstancePlan) -> Creat
             subtype=row["subtype"],
             version=row["version"],
             template_uuid=row["template_uuid"],
-            json_addl=action_sets.own_copy(node.json_addl),
+            json_addl=action_sets.own_copy(
+                node.json_addl, shared=is_shared_document(node.json_addl)
+            ),
             bstatus=row["bstatus"],
             is_singleton=row["is_singleton"],
             is_deleted=False,
