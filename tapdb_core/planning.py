@@ -697,7 +697,8 @@ def plan_instance(
     root = _plan_root(planner, template_code, name, properties)
     planned = (
         InstancePlan(nodes=(root,), edges=())
-        if not create_children
+        # absent or empty layouts parse to no child and no problem
+        if not create_children or root.template.json_addl.get("instantiation_layouts") in (None, [])
         else _Tree(planner, root).grow()
     )
     if not share_actions and ACTION_GROUPS in root.json_addl:
