@@ -239,7 +239,7 @@ _WRITE_ONE: Final = text(
             OR CAST(:generation AS bigint) = (SELECT g.generation
                                                 FROM tapdb_template_generation g
                                                WHERE g.id = 1))
-    RETURNING 0 AS ord, uuid, euid, created_dt, modified_dt
+    RETURNING uuid, euid, created_dt, modified_dt
     """
 )
 
@@ -452,7 +452,9 @@ def _write_in_one_statement(
                 ]
             )
             params["sets"] = splitter.sets_json()
-            result = conn.exec_driver_sql(_driver_sql(conn, _WRITE_TREE), params).all()
+            result: Sequence[Any] = conn.exec_driver_sql(
+                _driver_sql(conn, _WRITE_TREE), params
+            ).all()
         else:  # a plan without edges has one node
             (n,) = nodes
             shared = [False]
@@ -475,7 +477,8 @@ def _write_in_one_statement(
                 bstatus=n.bstatus,
                 is_singleton=n.is_singleton,
             )
-            result = conn.exec_driver_sql(_driver_sql(conn, _WRITE_ONE), params).all()
+            # (no ord column: every column a row returns costs the driver)
+            result = [(0, *r) for r in conn.exec_driver_sql(_driver_sql(conn, _WRITE_ONE), params)]
     written = {r[0]: r for r in result if r[0] is not None}
     if len(written) != len(nodes):
         # a template is stale, or templates changed since the cached ones were
