@@ -515,7 +515,10 @@ def _write_in_one_statement(
 
     def build() -> tuple[tuple[Instance, ...], tuple[Lineage, ...]]:
         instances = (root, *(value(i) for i in range(1, len(nodes))))
-        by_ends = {(r.e_parent, r.e_child, r.e_type): r for r in result if r[0] is None}
+        # edge rows by position (see _TREE_EDGES_OUT): 1 uuid, 2 euid, 3 created_dt,
+        # 5 parent, 6 child, 7 type, 8 name, 9/10 parent/child type, 11 json_addl
+        # (the '{}' it inserted comes back as NULL: not decoded per row), 12 is_deleted
+        by_ends = {(r[5], r[6], r[7]): r for r in result if r[0] is None}
         lineages = []
         # in plan order, as the three-statement path returns them
         for e in planned.edges:
@@ -524,18 +527,17 @@ def _write_in_one_statement(
             ]
             lineages.append(
                 Lineage(
-                    uuid=r.uuid,
-                    euid=r.euid,
-                    name=r.e_name,
-                    parent_instance_uuid=r.e_parent,
-                    child_instance_uuid=r.e_child,
-                    relationship_type=r.e_type,
-                    parent_type=r.e_parent_type,
-                    child_type=r.e_child_type,
-                    # the statement returns the '{}' it inserted as NULL (not decoded per row)
-                    json_addl={} if r.e_json_addl is None else r.e_json_addl,
-                    is_deleted=r.e_is_deleted,
-                    created_dt=r.created_dt,
+                    uuid=r[1],
+                    euid=r[2],
+                    name=r[8],
+                    parent_instance_uuid=r[5],
+                    child_instance_uuid=r[6],
+                    relationship_type=r[7],
+                    parent_type=r[9],
+                    child_type=r[10],
+                    json_addl={} if r[11] is None else r[11],
+                    is_deleted=r[12],
+                    created_dt=r[3],
                 )
             )
         return instances, tuple(lineages)
