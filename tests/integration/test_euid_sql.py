@@ -270,10 +270,13 @@ def test_null_arguments(sql: Connection) -> None:
     assert _sql_format(sql, "CX", 5, None) == euid.encode("CX", 5)
 
 
-def test_the_format_is_plpgsql_without_a_set_clause_and_needs_no_search_path(
+def test_the_format_is_plpgsql_pinned_to_pg_catalog_and_needs_no_search_path(
     template_url: URL,
 ) -> None:
-    """Generated columns evaluate it under any search_path: it names only built-ins."""
+    """Generated columns evaluate it under any search_path: it names only built-ins.
+    Since revision 0011 it runs under its own search_path (pg_catalog), so plpgsql
+    does not plan it again each time a caller's path differs from the audit
+    trigger's (tests/integration/test_trigger_shortcuts.py)."""
     engine = create_engine(template_url)
     try:
         with engine.connect() as conn:
@@ -286,7 +289,7 @@ def test_the_format_is_plpgsql_without_a_set_clause_and_needs_no_search_path(
                     " WHERE p.oid = 'tapdb_euid_format(text, bigint, text)'::regprocedure"
                 )
             ).one()
-            assert tuple(row)[:4] == ("plpgsql", "i", "s", None)
+            assert tuple(row)[:4] == ("plpgsql", "i", "s", ["search_path=pg_catalog, pg_temp"])
             conn.execute(text("SET search_path = ''"))
             for prefix, seq, domain in [("CX", 123_456, None), ("ADT", 2**40, "R7")]:
                 got = conn.execute(
