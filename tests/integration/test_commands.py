@@ -157,6 +157,43 @@ def test_migrate_pending_and_sql(empty_db_url: URL) -> None:
     assert commands.pending_migrations(target).pending == ()
 
 
+def test_migration_sql_builds_the_same_schema_as_migrating(empty_db_url: URL) -> None:
+    """The printed script, run by hand, must build what `migrate` builds: every
+    function and trigger as in the fingerprint (the script once doubled each '%')."""
+    from tapdb_core import tamper
+
+    buffer = io.StringIO()
+    commands.migration_sql(_target(empty_db_url), buffer)
+    script = buffer.getvalue()
+    assert "total % 32" in script  # revision 0007's body, as written
+    engine = create_engine(empty_db_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.connection.driver_connection.execute(script)  # type: ignore[union-attr]
+            report = tamper.check_integrity(conn)
+            assert report.compared and report.ok, report.problems
+            tpl = conn.execute(
+                text(
+                    "INSERT INTO generic_template (name, polymorphic_discriminator, category,"
+                    " type, subtype, version, instance_prefix)"
+                    " VALUES ('s', 'container_template', 'container', 'plate', 's', '1.0', 'CX')"
+                    " RETURNING uuid"
+                )
+            ).scalar_one()
+            made = conn.execute(
+                text(
+                    "INSERT INTO generic_instance (name, template_uuid) VALUES ('x', :t)"
+                    " RETURNING euid_seq, euid"
+                ),
+                {"t": tpl},
+            ).one()
+    finally:
+        engine.dispose()
+    from tapdb_core import euid
+
+    assert made.euid == euid.encode("CX", made.euid_seq)
+
+
 def test_apply_schema_sets_configured_identity_prefixes(empty_db_url: URL) -> None:
     from tapdb_core.config import load_config
 
