@@ -82,6 +82,55 @@ INSERT_SET_CTE: Final = """
 """
 
 
+# Whether the row of a set one write needs is committed, as the statement that
+# wrote with it saw it (in its RETURNING): NULL when the statement inserted the
+# set itself (not visible to its own snapshot), false when an open transaction
+# inserted it (perhaps this one, in an earlier statement or a savepoint: it may
+# still roll back), true once the inserting transaction committed. age() is the
+# distance from this transaction's id (assigned: the statement inserts), signed
+# and across epochs, so the full id of the row's xmin is ours minus its age; a
+# permanent (frozen) id reads as the maximum age and is committed; a status the
+# server no longer keeps reads as NULL.
+SET_COMMITTED_SQL: Final = """
+    (SELECT CASE WHEN age(s.xmin) = 2147483647 THEN true
+                 ELSE pg_xact_status(CAST(CAST(CAST(CAST(pg_current_xact_id() AS text) AS bigint)
+                                               - age(s.xmin) AS text) AS xid8)) = 'committed'
+             END
+       FROM tapdb_action_set s
+      WHERE s.digest = CAST(:action_set_digest AS text))
+"""
+
+# Digests whose rows a write saw committed, per database: sets are never
+# updated or deleted (triggers refuse), so a write that needs one of them can
+# skip the insert. Only a schema taken below revision 0006 and back, or a
+# restore, can remove one: the write then fails on its foreign key, the
+# database's entries are forgotten and the error is a TransientError.
+_committed_lock = threading.Lock()
+_committed: dict[str, set[str]] = {}
+_COMMITTED_LIMIT: Final = 10_000
+
+
+def is_committed(conn: Connection, digest: str) -> bool:
+    """Whether a write on ``conn`` saw ``digest``'s row committed (see above)."""
+    with _committed_lock:
+        return digest in _committed.get(template_cache.database_key(conn), ())
+
+
+def note_committed(conn: Connection, digest: str) -> None:
+    key = template_cache.database_key(conn)
+    with _committed_lock:
+        known = _committed.setdefault(key, set())
+        if len(known) >= _COMMITTED_LIMIT:
+            known.clear()
+        known.add(digest)
+
+
+def forget_committed(conn: Connection) -> None:
+    """Forget every set known committed in ``conn``'s database (one went missing)."""
+    with _committed_lock:
+        _committed.pop(template_cache.database_key(conn), None)
+
+
 def digest(groups: Mapping[str, Any]) -> str:
     """SHA-256 (hex) of the canonical JSON of an ``action_groups`` document."""
     canonical = json.dumps(

@@ -29,6 +29,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import delete as sa_delete
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import IntegrityError
 
 from tapdb_core import action_sets, inputcheck, template_cache
 from tapdb_core import euid as euids
@@ -38,6 +39,7 @@ from tapdb_core.errors import (
     ConflictError,
     InstanceNotFoundError,
     StaleTemplateError,
+    TransientError,
     ValidationError,
     Violation,
 )
@@ -217,10 +219,8 @@ _WRITE_TREE: Final = text(
 # The template is found by its key, not by joining an array of keys: that
 # join's generic plan (a prepared statement's, after five runs) hashes a
 # sequential scan of every template, ~0.1 ms more per instance.
-_WRITE_ONE: Final = text(
-    action_sets.INSERT_SET_CTE
-    + """
-    , fresh AS MATERIALIZED (
+_ONE_INSTANCE: Final = """
+    fresh AS MATERIALIZED (
         SELECT t.uuid
           FROM generic_template t
          WHERE t.uuid = CAST(:template_uuid AS bigint)
@@ -240,8 +240,19 @@ _WRITE_ONE: Final = text(
                                                 FROM tapdb_template_generation g
                                                WHERE g.id = 1))
     RETURNING uuid, euid, created_dt, modified_dt
-    """
+"""
+
+#: one instance with its action set inserted when missing; the fifth column says
+#: whether the set's row was there, committed, before the statement
+_WRITE_ONE: Final = text(
+    action_sets.INSERT_SET_CTE + ", " + _ONE_INSTANCE + ", " + action_sets.SET_COMMITTED_SQL
 )
+#: one instance whose action set (if any) a write saw committed: sets are never
+#: deleted, so the insert (~0.1 ms even when it inserts nothing) is skipped
+_WRITE_ONE_SET_COMMITTED: Final = text("WITH " + _ONE_INSTANCE)
+
+#: the foreign key a write without the set insert relies on
+_SET_FOREIGN_KEY: Final = "fk_generic_instance_action_set_digest_tapdb_action_set"
 
 #: the indexed expression of ix_generic_instance_properties, verbatim
 _PROPERTIES = gi.c.json_addl.op("->", return_type=JSONB)(literal_column("'properties'"))
@@ -412,6 +423,34 @@ def _template_columns(node: PlannedNode) -> str:
     )[1:-1]
 
 
+def _write_one(
+    conn: Connection, params: dict[str, Any], digest: str | None, splitter: action_sets.Splitter
+) -> list[tuple[Any, ...]]:
+    if digest is None or action_sets.is_committed(conn, digest):
+        try:
+            rows = conn.exec_driver_sql(_driver_sql(conn, _WRITE_ONE_SET_COMMITTED), params)
+            return [(0, *r) for r in rows]
+        except IntegrityError as exc:
+            constraint = getattr(getattr(exc.orig, "diag", None), "constraint_name", None)
+            if digest is None or constraint != _SET_FOREIGN_KEY:
+                raise
+            # the set was removed (a schema downgraded below 0006 and back, a restore)
+            action_sets.forget_committed(conn)
+            raise TransientError(
+                f"action set {digest[:12]}... is no longer in the database (schema"
+                " downgraded or restored since it was written): run it again"
+            ) from exc
+    params["action_groups"] = splitter.groups_json(digest)
+    result = []
+    for uuid, euid_text, created, modified, set_committed in conn.exec_driver_sql(
+        _driver_sql(conn, _WRITE_ONE), params
+    ):
+        if set_committed:
+            action_sets.note_committed(conn, digest)
+        result.append((0, uuid, euid_text, created, modified))
+    return result
+
+
 def _write_in_one_statement(
     conn: Connection, planned: InstancePlan, names: list[str]
 ) -> CreatedTree:
@@ -461,7 +500,6 @@ def _write_in_one_statement(
             own, digest = splitter.split_json(n.json_addl)
             t = n.template
             params.update(
-                action_groups=None if digest is None else splitter.groups_json(digest),
                 euid_prefix=t.instance_prefix,
                 sequence=f"tapdb_euid_seq_{t.instance_prefix.lower()}",
                 name=names[0],
@@ -478,7 +516,7 @@ def _write_in_one_statement(
                 is_singleton=n.is_singleton,
             )
             # (no ord column: every column a row returns costs the driver)
-            result = [(0, *r) for r in conn.exec_driver_sql(_driver_sql(conn, _WRITE_ONE), params)]
+            result = _write_one(conn, params, digest, splitter)
     written = {r[0]: r for r in result if r[0] is not None}
     if len(written) != len(nodes):
         # a template is stale, or templates changed since the cached ones were
