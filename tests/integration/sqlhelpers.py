@@ -59,3 +59,21 @@ def link(conn: Connection, parent: int, child: int, relationship: str = "contain
 
 def set_audit_user(conn: Connection, user: str) -> None:
     conn.execute(text("SELECT tapdb_set_audit_user(:u)"), {"u": user})
+
+
+def explaining(conn: Connection) -> list[str]:
+    """The plan of every nested statement this session runs from now on
+    (auto_explain at NOTICE level, collected from the driver's notices)."""
+    conn.execute(text("LOAD 'auto_explain'"))
+    for setting, value in (
+        ("auto_explain.log_min_duration", "0"),
+        ("auto_explain.log_nested_statements", "on"),
+        ("auto_explain.log_level", "notice"),
+        ("client_min_messages", "notice"),
+    ):
+        conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
+    plans: list[str] = []
+    conn.connection.driver_connection.add_notice_handler(  # type: ignore[union-attr]
+        lambda diag: plans.append(diag.message_primary or "")
+    )
+    return plans

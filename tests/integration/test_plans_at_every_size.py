@@ -11,28 +11,12 @@ nested statements) after the table has grown under the same connection.
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 
 from tapdb_core import instances, lineage
+from tests.integration.sqlhelpers import explaining
 
 DNA = "content/sample/dna/1.0/"
-
-
-def _explaining(conn: Connection) -> list[str]:
-    """Capture the plan of every nested statement this session runs from now on."""
-    conn.execute(text("LOAD 'auto_explain'"))
-    for setting, value in (
-        ("auto_explain.log_min_duration", "0"),
-        ("auto_explain.log_nested_statements", "on"),
-        ("auto_explain.log_level", "notice"),
-        ("client_min_messages", "notice"),
-    ):
-        conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
-    plans: list[str] = []
-    conn.connection.driver_connection.add_notice_handler(  # type: ignore[union-attr]
-        lambda diag: plans.append(diag.message_primary or "")
-    )
-    return plans
 
 
 def test_the_cycle_guard_probes_by_index_after_the_table_grew(seeded_engine: Engine) -> None:
@@ -49,7 +33,7 @@ def test_the_cycle_guard_probes_by_index_after_the_table_grew(seeded_engine: Eng
         with conn.begin():
             late = [instances.create(conn, DNA, f"late-{i}") for i in range(2)]
         with conn.begin():
-            plans = _explaining(conn)
+            plans = explaining(conn)
             lineage.link(conn, few[0].euid, late[0].euid, "late")
             lineage.link(conn, late[1].euid, few[1].euid, "late")
     guard = [p for p in plans if "created_xid" in p]
@@ -77,7 +61,7 @@ def test_a_big_first_update_does_not_make_later_soft_deletes_jit_compile(
             conn.execute(
                 text("UPDATE generic_instance SET bstatus = 'active' WHERE name LIKE 'status-%'")
             )
-            plans = _explaining(conn)
+            plans = explaining(conn)
             conn.execute(
                 text(
                     "DELETE FROM generic_instance WHERE uuid IN (SELECT uuid FROM generic_instance"
@@ -101,7 +85,7 @@ def test_a_small_first_update_does_not_make_a_later_big_one_quadratic(
                 text("UPDATE generic_instance SET bstatus = 'one' WHERE euid = :e"),
                 {"e": made[0].euid},
             )
-            plans = _explaining(conn)
+            plans = explaining(conn)
             conn.execute(
                 text("UPDATE generic_instance SET bstatus = 'many' WHERE name LIKE 'many-%'")
             )

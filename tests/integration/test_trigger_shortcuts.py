@@ -17,11 +17,11 @@ at every isolation level.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from tapdb_core import euid, instances
-from tests.integration.sqlhelpers import add_instance, add_template, link
+from tests.integration.sqlhelpers import add_instance, add_template, explaining, link
 
 PLATE96 = "container/plate/fixed-plate-96/1.0/"
 
@@ -99,23 +99,6 @@ def test_an_audit_prefix_without_a_sequence_gets_one_on_first_use(engine: Engine
     assert all(r.euid == euid.encode("ZQ", r.euid_seq) for r in rows)
 
 
-def _explaining(conn: Connection) -> list[str]:
-    """The plan of every nested statement this session runs from now on."""
-    conn.execute(text("LOAD 'auto_explain'"))
-    for setting, value in (
-        ("auto_explain.log_min_duration", "0"),
-        ("auto_explain.log_nested_statements", "on"),
-        ("auto_explain.log_level", "notice"),
-        ("client_min_messages", "notice"),
-    ):
-        conn.execute(text("SELECT set_config(:s, :v, false)"), {"s": setting, "v": value})
-    plans: list[str] = []
-    conn.connection.driver_connection.add_notice_handler(  # type: ignore[union-attr]
-        lambda diag: plans.append(diag.message_primary or "")
-    )
-    return plans
-
-
 def _walks(plans: list[str]) -> list[str]:
     return [p for p in plans if "Recursive Union" in p]
 
@@ -123,7 +106,7 @@ def _walks(plans: list[str]) -> list[str]:
 def test_a_plates_edges_into_new_wells_run_no_cycle_walk(seeded_engine: Engine) -> None:
     with seeded_engine.connect() as conn:
         with conn.begin():
-            plans = _explaining(conn)
+            plans = explaining(conn)
             tree = instances.create_tree(conn, PLATE96, "no walk")
     assert len(tree.lineages) == 96
     assert plans, "auto_explain captured nothing"
@@ -142,7 +125,7 @@ def test_an_edge_into_a_node_with_children_still_walks_and_refuses_a_cycle(
         link(conn, b, c)
     with engine.connect() as conn:
         with conn.begin():
-            plans = _explaining(conn)
+            plans = explaining(conn)
             link(conn, a, b)  # b has an edge out of it: the walk runs, finds nothing
         assert _walks(plans)
         with conn.begin():
